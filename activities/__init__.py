@@ -1,0 +1,40 @@
+"""HTTP activities for job APIs, and the classification of every HTTP outcome.
+
+Import this package from workflow code only inside ``workflow.unsafe.imports_passed_through()``: it imports
+httpx, which the workflow sandbox rejects.
+"""
+
+from activities._credentials import CredentialMissing, read_secret
+from activities._job_api import (
+    CancelJobInput,
+    FetchResultInput,
+    JobApiActivities,
+    PollJobInput,
+    ResolveSpecInput,
+    SubmitJobInput,
+)
+from activities._outcome import (
+    HttpOutcome,
+    OutcomeClass,
+    classify_status_code,
+    error_outcome,
+    exception_outcome,
+    parse_retry_after,
+)
+
+__all__ = [
+    "CancelJobInput",
+    "CredentialMissing",
+    "FetchResultInput",
+    "HttpOutcome",
+    "JobApiActivities",
+    "OutcomeClass",
+    "PollJobInput",
+    "ResolveSpecInput",
+    "SubmitJobInput",
+    "classify_status_code",
+    "error_outcome",
+    "exception_outcome",
+    "parse_retry_after",
+    "read_secret",
+]
