@@ -60,6 +60,7 @@ class LongRunningJob:
     def __init__(self) -> None:
         self._status = JobStatus()
         self._resume_requested = False
+        self._publish_job_state = True
 
     # -- messages -------------------------------------------------------------------------------------------
 
@@ -90,6 +91,7 @@ class LongRunningJob:
     @workflow.run
     async def run(self, request: JobRequest) -> JobResult:
         self._options = JobOptions.model_validate(request.model_dump(include=set(JobOptions.model_fields)))
+        self._publish_job_state = request.publish_job_state
         now = workflow.now()
         if request.carried_status is not None:
             self._status = request.carried_status.model_copy(update={"runs": request.carried_status.runs + 1})
@@ -355,7 +357,8 @@ class LongRunningJob:
             self._publish_state()
 
     def _publish_state(self) -> None:
-        workflow.upsert_search_attributes([JOB_STATE.value_set(self._status.state.value)])
+        if self._publish_job_state:
+            workflow.upsert_search_attributes([JOB_STATE.value_set(self._status.state.value)])
         workflow.set_current_details(f"state: {self._status.state.value}; job id: {self._status.job_id or '-'}")
 
 

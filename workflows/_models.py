@@ -119,6 +119,11 @@ class JobRequest(JobOptions):
     input: Any = Field(default=None, description="the job's own input, sent as the submit body template says")
     variables: dict[str, str] = Field(default_factory=dict)
     spec: ApiSpec | None = None
+    publish_job_state: bool = Field(
+        default=True,
+        description="upsert the JobState search attribute; off only where the namespace cannot have it "
+        "(the time-skipping test server implements no search attribute registration)",
+    )
     # Set only by continue-as-new: the previous run's state.
     carried_status: JobStatus | None = None
 

@@ -1,0 +1,105 @@
+"""Building and running the worker: the workflow, the HTTP activities and their one shared HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from activities import JobApiActivities
+from longjobs._connection import UserError, connect_client
+from workflows import TASK_QUEUE, LongRunningJob
+
+log = logging.getLogger("longjobs.worker")
+
+# Search attributes the workflow upserts. Upserting one the namespace does not know fails every workflow
+# task, so the worker makes sure they exist before it takes any work.
+SEARCH_ATTRIBUTES = {"JobState": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
+
+
+def new_http_client() -> httpx.AsyncClient:
+    """The worker's one HTTP client; per-request timeouts come from each API spec."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        follow_redirects=False,
+        timeout=httpx.Timeout(30.0, connect=5.0),
+    )
+
+
+def new_worker(
+    client: Client,
+    http: httpx.AsyncClient,
+    *,
+    task_queue: str = TASK_QUEUE,
+    environ: Mapping[str, str] | None = None,
+    **options: Any,
+) -> Worker:
+    """A worker for ``LongRunningJob`` and its activities.
+
+    ``environ`` is where activities read credentials (default: the process environment); tests and the demo
+    pass their own, along with their own task queue and worker options.
+    """
+    job_api = JobApiActivities(http, environ=environ)
+    options.setdefault("graceful_shutdown_timeout", timedelta(seconds=10))
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[LongRunningJob],
+        activities=[
+            job_api.resolve_spec,
+            job_api.submit_job,
+            job_api.poll_job,
+            job_api.fetch_result,
+            job_api.cancel_job,
+        ],
+        **options,
+    )
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register the project's search attributes if the namespace lacks them; explain how when we cannot."""
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        missing = {name: kind for name, kind in SEARCH_ATTRIBUTES.items() if name not in listed.custom_attributes}
+        if not missing:
+            return
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+        log.info("registered search attributes %s", ", ".join(missing))
+    except RPCError as exc:
+        names = " and ".join(SEARCH_ATTRIBUTES)
+        raise UserError(
+            f"cannot check or register the search attribute {names} in namespace {client.namespace!r} "
+            f"({exc.message}); register it once: temporal operator search-attribute create --name JobState "
+            "--type Keyword (Temporal Cloud: tcld namespace search-attributes add)"
+        ) from None
+
+
+async def run_worker(*, task_queue: str = TASK_QUEUE) -> int:
+    """Run until SIGTERM or SIGINT, then finish in-flight tasks (bounded) and return 0."""
+    client = await connect_client()
+    await ensure_search_attributes(client)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with new_http_client() as http:
+        worker = new_worker(client, http, task_queue=task_queue)
+        async with worker:
+            log.info("worker running on task queue %r at %s", task_queue, client.service_client.config.target_host)
+            await stop.wait()
+            log.info("shutting down")
+    return 0

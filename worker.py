@@ -1,0 +1,29 @@
+"""Run a longjobs worker: ``python worker.py [--task-queue NAME]``.
+
+Connects with Temporal's env-config (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_PROFILE``, TLS
+and API key settings). Stop it with Ctrl-C or SIGTERM: it finishes in-flight tasks and exits 0. Add more
+workers on the same task queue (on any machine) to share the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from longjobs import run_command, run_worker
+from workflows import TASK_QUEUE
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--task-queue", default=TASK_QUEUE, help="task queue to poll (default: %(default)s)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args()
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per HTTP request would drown the log at any volume; the workflow logs what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    run_command(run_worker(task_queue=args.task_queue), prog="worker.py")
+
+
+if __name__ == "__main__":
+    main()
