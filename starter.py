@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "demo":
         from longjobs._demo import run_demo
 
+        # The demo narrates every step itself; the SDK's own warnings would only repeat them.
+        logging.getLogger("temporalio").setLevel(logging.ERROR)
         run_command(run_demo(keep=args.keep), prog="starter.py demo")
     run_command(COMMANDS[args.command](args), prog=f"starter.py {args.command}")
 
