@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--max-polls", type=int, metavar="N", help="give up after N polls (default: no cap)")
     start.add_argument("--initial-backoff", type=float, metavar="S", help="first rate-limit wait (default 5)")
     start.add_argument("--max-backoff", type=float, metavar="S", help="longest rate-limit backoff (default 300)")
-    start.add_argument("--max-consecutive-errors", type=int, metavar="N", help="fail after N errors in a row (default 5)")
+    start.add_argument(
+        "--max-consecutive-errors", type=int, metavar="N", help="fail after N errors in a row (default 5)"
+    )
     start.add_argument("--auth-pause-timeout", metavar="DURATION", help="fail if not resumed within (default 7d)")
     start.add_argument("--wait", action="store_true", help="wait for the end; exit code as for 'result'")
 
@@ -155,7 +157,9 @@ async def cmd_start(args: argparse.Namespace) -> int:
         )
     except RPCError as exc:
         if exc.status is RPCStatusCode.ALREADY_EXISTS:
-            raise UserError(f"a job with id {workflow_id!r} is already running (see: starter.py status {workflow_id})")
+            raise UserError(
+                f"a job with id {workflow_id!r} is already running (see: starter.py status {workflow_id})"
+            ) from None
         raise UserError(f"cannot start the job: {exc.message}") from None
     print(handle.id, flush=True)
     if args.wait:

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -79,11 +78,13 @@ async def temporal_for_demo(workdir: Path) -> AsyncIterator[tuple[Client, str | 
         args.append("--headless")
     log_path = workdir / "temporal-dev-server.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = await asyncio.create_subprocess_exec(
+            *args, stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
-            if process.poll() is not None:
+            if process.returncode is not None:
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
                 raise UserError(f"temporal server start-dev exited with {process.returncode}: {tail[0]}")
             with contextlib.suppress(UserError):
@@ -95,11 +96,13 @@ async def temporal_for_demo(workdir: Path) -> AsyncIterator[tuple[Client, str | 
         say(f"started temporal server start-dev at {address}" + (f" (UI {ui_url})" if ui_url else " (headless)"))
         yield client, ui_url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(process.wait, 10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
 async def run_demo(*, keep: bool = False) -> int:

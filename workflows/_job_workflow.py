@@ -7,7 +7,6 @@ the ``JobState`` search attribute and continue-as-new all derive from.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -183,10 +182,12 @@ class LongRunningJob:
                 case JobPhase.SUCCEEDED:
                     return await self._succeed(spec, job_id, outcome)
                 case JobPhase.FAILED:
-                    self._fail(JobState.FAILED, "JobFailed", f"job {job_id} failed: {outcome.job_error or 'no reason given'}")
+                    reason = outcome.job_error or "no reason given"
+                    self._fail(JobState.FAILED, "JobFailed", f"job {job_id} failed: {reason}")
                 case JobPhase.CANCELLED:
-                    self._fail(JobState.CANCELLED, "JobCancelled",
-                               f"job {job_id} was cancelled outside this workflow: {outcome.job_error or 'no reason given'}")
+                    reason = outcome.job_error or "no reason given"
+                    message = f"job {job_id} was cancelled outside this workflow: {reason}"
+                    self._fail(JobState.CANCELLED, "JobCancelled", message)
                 case _:
                     self._set_state(JobState.POLLING)
 
@@ -361,6 +362,3 @@ class LongRunningJob:
             workflow.upsert_search_attributes([JOB_STATE.value_set(self._status.state.value)])
         workflow.set_current_details(f"state: {self._status.state.value}; job id: {self._status.job_id or '-'}")
 
-
-# Keep asyncio referenced for readers: wait_condition raises asyncio.TimeoutError (== TimeoutError).
-_ = asyncio
