@@ -14,15 +14,13 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
-
-from demo_service import running_demo_service  # noqa: E402
-from jobspec import load_spec, resolve_spec  # noqa: E402
-from longjobs import new_http_client, new_worker  # noqa: E402
-from workflows import JOB_STATE, JobRequest, LongRunningJob  # noqa: E402
+from demo_service import running_demo_service
+from jobspec import load_spec, resolve_spec
+from longjobs import new_http_client, new_worker
+from workflows import JOB_STATE, JobRequest, LongRunningJob
 
 
 async def measure(env: WorkflowEnvironment, service_url: str, http: object, polls: int, jobs: int) -> float:
