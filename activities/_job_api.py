@@ -152,7 +152,12 @@ class JobApiActivities:
     def _read_job_id(spec: ApiSpec, response: httpx.Response, body: bytes) -> HttpOutcome:
         job_id: Any = None
         if spec.submit.job_id_path:
-            doc = _json(body) if body.strip() else None
+            try:
+                doc = _json(body) if body.strip() else None
+            except MalformedBody:
+                if not spec.submit.job_id_from_location:
+                    raise
+                doc = None  # the Location header can still name the job
             job_id = extract(doc, spec.submit.job_id_path)
         if job_id in (None, "") and spec.submit.job_id_from_location:
             location = response.headers.get("location", "")
@@ -224,6 +229,10 @@ class JobApiActivities:
         try:
             async with asyncio.timeout(spec.timeouts.read_seconds * _WHOLE_CALL_FACTOR):
                 response, body = await self._send(spec, method, url, all_headers, json_body)
+            if secret:
+                # An API that echoes the credential back (in an error, a status, a result) must not get it
+                # into history: scrub it from the raw body, before anything is parsed or shortened.
+                body = body.replace(secret.encode(), b"***")
             if 200 <= response.status_code < 300:
                 outcome = read(spec, response, body)
             else:
@@ -231,7 +240,7 @@ class JobApiActivities:
         except (httpx.HTTPError, BodyTooLarge, MalformedBody, TimeoutError) as exc:
             outcome = exception_outcome(exc)
         if secret and secret in outcome.message:
-            # An API that echoes the credential back must not get it into history.
+            # Exception texts are not from the body; scrub them too.
             outcome = outcome.model_copy(update={"message": outcome.message.replace(secret, "***")})
         return outcome
 

@@ -129,6 +129,8 @@ def exception_outcome(exc: Exception) -> HttpOutcome:
         message = f"timed out ({type(exc).__name__})"
     elif isinstance(exc, httpx.ConnectError):
         message = f"cannot connect: {exc}" if str(exc) else "cannot connect"
+    elif isinstance(exc, httpx.DecodingError):
+        message = "malformed response: cannot decode the body"
     elif isinstance(exc, httpx.TransportError):
         message = f"connection failed ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
     elif isinstance(exc, BodyTooLarge):
@@ -137,6 +139,8 @@ def exception_outcome(exc: Exception) -> HttpOutcome:
         message = f"malformed response: {exc}"
     elif isinstance(exc, TimeoutError):
         message = "response took too long to arrive"
+    elif isinstance(exc, httpx.HTTPError):
+        message = f"HTTP failure ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
     else:
         raise TypeError(f"not an HTTP failure: {exc!r}") from exc
     return HttpOutcome(outcome=OutcomeClass.TRANSIENT, message=short(message))

@@ -54,6 +54,8 @@ def load_spec(name_or_path: str) -> ApiSpec:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
