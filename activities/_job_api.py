@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel
@@ -24,14 +24,15 @@ from activities._outcome import (
     exception_outcome,
     short,
 )
-from jobspec import ApiSpec, JobPhase, SpecError, extract, load_spec, resolve_spec
+from activities._urls import BadJobId, ForeignOrigin, build_url, check_origin, url_from_answer
+from jobspec import ApiSpec, JobPhase, OutcomeOverride, SpecError, StatusSpec, extract, load_spec, resolve_spec
 
 # A slow, trickling answer must not hold an activity for ever: the whole call is bounded by this multiple
 # of the read timeout (each chunk alone would pass the read timeout).
 _WHOLE_CALL_FACTOR = 2.0
 
 # Turns a 2xx answer into an outcome; raises MalformedBody when the answer is not what the spec promised.
-Reader = Callable[[ApiSpec, httpx.Response, bytes], HttpOutcome]
+Reader = Callable[[httpx.Response, bytes], HttpOutcome]
 
 
 class ResolveSpecInput(BaseModel):
@@ -45,16 +46,19 @@ class SubmitJobInput(BaseModel):
     spec: ApiSpec
     job_input: Any = None
     idempotency_key: str
+    workflow_id: str = ""
 
 
 class PollJobInput(BaseModel):
     spec: ApiSpec
     job_id: str
+    status_url: str | None = None
 
 
 class FetchResultInput(BaseModel):
     spec: ApiSpec
     job_id: str
+    result_ref: str | None = None
 
 
 class CancelJobInput(BaseModel):
@@ -62,14 +66,23 @@ class CancelJobInput(BaseModel):
     job_id: str
 
 
-def _fill_input(template: Any, job_input: Any) -> Any:
-    """Put the job input where the body template says ``"$input"``."""
-    if template == "$input":
-        return job_input
+_MISSING = object()
+
+
+def _fill_input(template: Any, job_input: Any, job_id: str | None) -> Any:
+    """Build a request body: "$input" is the job input, "$input.KEY" one field, "{job_id}" the chosen id."""
+    if isinstance(template, str):
+        if template == "$input":
+            return job_input
+        if template.startswith("$input."):
+            value = extract(job_input, template[len("$input."):])
+            return _MISSING if value is None else value
+        return template.replace("{job_id}", job_id) if job_id is not None else template
     if isinstance(template, list):
-        return [_fill_input(item, job_input) for item in template]
+        return [item for item in (_fill_input(t, job_input, job_id) for t in template) if item is not _MISSING]
     if isinstance(template, dict):
-        return {key: _fill_input(value, job_input) for key, value in template.items()}
+        filled = {key: _fill_input(value, job_input, job_id) for key, value in template.items()}
+        return {key: value for key, value in filled.items() if value is not _MISSING}
     return template
 
 
@@ -78,6 +91,23 @@ def _json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         raise MalformedBody(f"not JSON ({short(body.decode('utf-8', 'replace'), 60)!r})") from None
+
+
+def _text(value: Any) -> str:
+    """An API's error as one line: its ``message`` when it is an object, else its JSON."""
+    if isinstance(value, dict) and isinstance(value.get("message"), str):
+        return short(value["message"])
+    return short(value if isinstance(value, str) else json.dumps(value))
+
+
+def _override(spec: ApiSpec, step: str, status_code: int, body: bytes) -> OutcomeOverride | None:
+    for override in spec.overrides:
+        if override.status != status_code or override.step not in ("any", step):
+            continue
+        if override.body_contains and override.body_contains not in body.decode("utf-8", "replace"):
+            continue
+        return override
+    return None
 
 
 class JobApiActivities:
@@ -103,105 +133,173 @@ class JobApiActivities:
 
     @activity.defn(name="submit_job")
     async def submit_job(self, input: SubmitJobInput) -> HttpOutcome:
-        """Create the external job once; a retry carries the same idempotency key, so it cannot create two."""
+        """Create the external job once: a retry carries the same idempotency key (or the same chosen id)."""
         spec = input.spec
-        headers = dict(spec.submit.headers)
-        if spec.submit.idempotency_header:
-            headers[spec.submit.idempotency_header] = input.idempotency_key
-        body = _fill_input(spec.submit.body, input.job_input)
-        return await self._call(spec, spec.submit.method, spec.submit.path, None, self._read_job_id, headers, body)
+        submit = spec.submit
+        chosen_id = submit.client_job_id.replace("{workflow_id}", input.workflow_id) if submit.client_job_id else None
+        headers = dict(submit.headers)
+        if submit.idempotency_header:
+            headers[submit.idempotency_header] = input.idempotency_key
+        body = _fill_input(submit.body, input.job_input, chosen_id)
+
+        def read(response: httpx.Response, raw: bytes) -> HttpOutcome:
+            return self._read_submit(spec, response, raw, chosen_id)
+
+        def target() -> str:
+            return build_url(spec, submit.path, job_id=chosen_id)
+
+        return await self._call(
+            spec, "submit", submit.method, target, read, headers=headers, json_body=body, chosen_id=chosen_id
+        )
 
     @activity.defn(name="poll_job")
     async def poll_job(self, input: PollJobInput) -> HttpOutcome:
         """Read the job's status once."""
         spec = input.spec
-        return await self._call(spec, spec.status.method, spec.status.path, input.job_id, self._read_status)
+
+        def target() -> str:
+            if input.status_url:
+                return check_origin(spec, input.status_url)
+            return build_url(spec, spec.status.path, job_id=input.job_id)
+
+        return await self._call(
+            spec, "poll", spec.status.method, target, lambda response, raw: self._read_status(spec, response, raw)
+        )
 
     @activity.defn(name="fetch_result")
     async def fetch_result(self, input: FetchResultInput) -> HttpOutcome:
         """Fetch the result of a succeeded job from its own URL."""
         spec = input.spec
-        if spec.result is None:
-            raise ApplicationError("spec has no result section", type="InvalidSpec", non_retryable=True)
         result_spec = spec.result
+        if result_spec is None:
+            raise ApplicationError("spec has no result section", type="InvalidSpec", non_retryable=True)
+        if (result_spec.id_path or result_spec.link_path) and not input.result_ref:
+            # e.g. a batch that completed with every line failed has no output file: nothing to fetch.
+            return HttpOutcome(outcome=OutcomeClass.OK, message="the final status names no result to fetch")
 
-        def read_result(_spec: ApiSpec, response: httpx.Response, body: bytes) -> HttpOutcome:
-            doc = _json(body)
-            value = extract(doc, result_spec.result_path) if result_spec.result_path else doc
+        def target() -> str:
+            if result_spec.link_path and input.result_ref:
+                return check_origin(spec, input.result_ref)
+            assert result_spec.path is not None  # the model requires path or link_path
+            return build_url(spec, result_spec.path, job_id=input.job_id, result_id=input.result_ref)
+
+        def read(response: httpx.Response, raw: bytes) -> HttpOutcome:
+            value: Any
+            if result_spec.format == "text":
+                value = raw.decode("utf-8", "replace")
+            elif result_spec.format == "jsonl":
+                value = [_json(line) for line in raw.splitlines() if line.strip()]
+            else:
+                value = _json(raw)
+            if result_spec.result_path:
+                value = extract(value, result_spec.result_path)
             return HttpOutcome(outcome=OutcomeClass.OK, http_status=response.status_code, result=value)
 
-        return await self._call(spec, result_spec.method, result_spec.path, input.job_id, read_result)
+        return await self._call(spec, "result", result_spec.method, target, read)
 
     @activity.defn(name="cancel_job")
     async def cancel_job(self, input: CancelJobInput) -> HttpOutcome:
         """Ask the API to cancel the job (best effort: the caller makes one attempt)."""
         spec = input.spec
-        if spec.cancel is None:
+        cancel = spec.cancel
+        if cancel is None:
             return HttpOutcome(outcome=OutcomeClass.OK, message="this API cannot cancel jobs")
         return await self._call(
             spec,
-            spec.cancel.method,
-            spec.cancel.path,
-            input.job_id,
-            lambda _spec, response, _body: HttpOutcome(outcome=OutcomeClass.OK, http_status=response.status_code),
+            "cancel",
+            cancel.method,
+            lambda: build_url(spec, cancel.path, job_id=input.job_id),
+            lambda response, _raw: HttpOutcome(outcome=OutcomeClass.OK, http_status=response.status_code),
         )
 
     # -- reading answers ------------------------------------------------------------------------------------
 
     @staticmethod
-    def _read_job_id(spec: ApiSpec, response: httpx.Response, body: bytes) -> HttpOutcome:
-        job_id: Any = None
-        if spec.submit.job_id_path:
+    def _read_submit(spec: ApiSpec, response: httpx.Response, body: bytes, chosen_id: str | None) -> HttpOutcome:
+        submit = spec.submit
+        doc: Any = None
+        if body.strip():
             try:
-                doc = _json(body) if body.strip() else None
+                doc = _json(body)
             except MalformedBody:
-                if not spec.submit.job_id_from_location:
+                # An id chosen by us or named by the Location header does not need the body.
+                if not (submit.job_id_from_location or chosen_id) or spec.status.url_from == "link":
                     raise
-                doc = None  # the Location header can still name the job
-            job_id = extract(doc, spec.submit.job_id_path)
-        if job_id in (None, "") and spec.submit.job_id_from_location:
-            location = response.headers.get("location", "")
-            job_id = location.rstrip("/").rsplit("/", 1)[-1] or None
+        job_id: Any = extract(doc, submit.job_id_path) if submit.job_id_path and doc is not None else None
+        location = response.headers.get("location", "")
+        if job_id in (None, "") and submit.job_id_from_location and location:
+            job_id = urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1] or None
+        if job_id in (None, "") and chosen_id:
+            job_id = chosen_id
         if job_id in (None, "") or isinstance(job_id, dict | list):
-            where = spec.submit.job_id_path or "the Location header"
+            where = submit.job_id_path or "the Location header"
             raise MalformedBody(f"submit answered {response.status_code} without a job id at {where!r}")
-        return HttpOutcome(outcome=OutcomeClass.OK, http_status=response.status_code, job_id=str(job_id))
+        status_url = None
+        if spec.status.url_from == "location":
+            if not location:
+                raise MalformedBody(f"submit answered {response.status_code} without a Location header")
+            status_url = url_from_answer(spec, str(response.url), location)
+        elif spec.status.url_from == "link":
+            assert spec.status.link_path is not None
+            link = extract(doc, spec.status.link_path)
+            if not isinstance(link, str) or not link:
+                raise MalformedBody(f"submit answered without a status link at {spec.status.link_path!r}")
+            status_url = url_from_answer(spec, str(response.url), link)
+        return HttpOutcome(
+            outcome=OutcomeClass.OK, http_status=response.status_code, job_id=str(job_id), status_url=status_url
+        )
 
     @staticmethod
     def _read_status(spec: ApiSpec, response: httpx.Response, body: bytes) -> HttpOutcome:
         status_spec = spec.status
         doc = _json(body)
-        word = extract(doc, status_spec.status_path)
-        if word is None or isinstance(word, dict | list):
-            raise MalformedBody(f"no status word at {status_spec.status_path!r}")
-        word = str(word).lower() if isinstance(word, bool) else str(word)
         warning = None
-        phase = status_spec.states.get(word)
-        if phase is None:
-            # A new status word from the API must not break running jobs: carry on polling, and say so.
-            phase = JobPhase.RUNNING
-            warning = f"unknown status word {word!r} from {spec.name!r}; treated as running"
-            activity.logger.warning(warning)
-        progress = None
-        if status_spec.progress_path:
-            raw = extract(doc, status_spec.progress_path)
-            if isinstance(raw, int | float) and not isinstance(raw, bool):
-                progress = max(0.0, min(100.0, float(raw) * 100.0 / status_spec.progress_scale))
+        error = extract(doc, status_spec.error_path) if status_spec.error_path else None
+        if status_spec.done_path:
+            done = extract(doc, status_spec.done_path)
+            word = "done" if done is True else "not done"
+            if done is not True:
+                phase = JobPhase.RUNNING
+            elif error not in (None, "", {}):
+                condition = status_spec.cancelled_when
+                cancelled = condition is not None and extract(doc, condition.path) == condition.equals
+                phase = JobPhase.CANCELLED if cancelled else JobPhase.FAILED
+            else:
+                phase = JobPhase.SUCCEEDED
+        else:
+            assert status_spec.status_path is not None  # the model requires a word or a flag
+            raw_word = extract(doc, status_spec.status_path)
+            if raw_word is None or isinstance(raw_word, dict | list):
+                raise MalformedBody(f"no status word at {status_spec.status_path!r}")
+            word = str(raw_word).lower() if isinstance(raw_word, bool) else str(raw_word)
+            known = status_spec.states.get(word)
+            if known is None:
+                # A new status word from the API must not break running jobs: carry on polling, and say so.
+                known = JobPhase.RUNNING
+                warning = f"unknown status word {word!r} from {spec.name!r}; treated as running"
+                activity.logger.warning(warning)
+            phase = known
+        progress = _progress(status_spec, doc)
         result = None
-        if phase is JobPhase.SUCCEEDED and spec.result is None and status_spec.result_path:
-            result = extract(doc, status_spec.result_path)
+        result_ref = None
+        if phase is JobPhase.SUCCEEDED:
+            if spec.result is None:
+                result = extract(doc, status_spec.result_path) if status_spec.result_path else None
+            elif spec.result.id_path or spec.result.link_path:
+                ref = extract(doc, spec.result.id_path or spec.result.link_path or "")
+                if isinstance(ref, str) and ref:
+                    result_ref = ref if spec.result.id_path else url_from_answer(spec, str(response.url), ref)
         job_error = None
-        if phase in (JobPhase.FAILED, JobPhase.CANCELLED) and status_spec.error_path:
-            raw_error = extract(doc, status_spec.error_path)
-            if raw_error is not None:
-                job_error = short(raw_error if isinstance(raw_error, str) else json.dumps(raw_error))
+        if phase in (JobPhase.FAILED, JobPhase.CANCELLED) and error not in (None, "", {}):
+            job_error = _text(error)
         return HttpOutcome(
             outcome=OutcomeClass.OK,
             http_status=response.status_code,
             phase=phase,
-            status_word=word,
+            status_word=short(word, 80),
             progress=progress,
             result=result,
+            result_ref=result_ref,
             job_error=job_error,
             warning=warning,
         )
@@ -211,15 +309,21 @@ class JobApiActivities:
     async def _call(
         self,
         spec: ApiSpec,
+        step: str,
         method: str,
-        path: str,
-        job_id: str | None,
+        target: Callable[[], str],
         read: Reader,
+        *,
         headers: dict[str, str] | None = None,
         json_body: Any = None,
+        chosen_id: str | None = None,
     ) -> HttpOutcome:
         """Make one request and classify what came of it; never raises for HTTP trouble."""
-        url = spec.base_url.rstrip("/") + (path.replace("{job_id}", quote(job_id, safe="")) if job_id else path)
+        try:
+            # The URL first: a foreign or unsafe one fails before any credential is read or sent.
+            url = target()
+        except (ForeignOrigin, BadJobId) as exc:
+            return HttpOutcome(outcome=OutcomeClass.PERMANENT, message=short(str(exc)))
         try:
             credentials, secret = auth_headers(spec.auth, self._environ)
         except CredentialMissing as exc:
@@ -233,10 +337,15 @@ class JobApiActivities:
                 # An API that echoes the credential back (in an error, a status, a result) must not get it
                 # into history: scrub it from the raw body, before anything is parsed or shortened.
                 body = body.replace(secret.encode(), b"***")
-            if 200 <= response.status_code < 300:
-                outcome = read(spec, response, body)
+            override = None if response.is_success else _override(spec, step, response.status_code, body)
+            if override is not None:
+                outcome = _overridden(override, response, body, chosen_id)
+            elif response.is_success:
+                outcome = read(response, body)
             else:
                 outcome = error_outcome(response.status_code, response.headers, body)
+        except ForeignOrigin as exc:
+            outcome = HttpOutcome(outcome=OutcomeClass.PERMANENT, message=short(str(exc)))
         except (httpx.HTTPError, BodyTooLarge, MalformedBody, TimeoutError) as exc:
             outcome = exception_outcome(exc)
         if secret and secret in outcome.message:
@@ -267,3 +376,32 @@ class JobApiActivities:
                 chunks.append(chunk)
         return response, b"".join(chunks)
 
+
+def _progress(status_spec: StatusSpec, doc: Any) -> float | None:
+    if not status_spec.progress_path:
+        return None
+    raw = extract(doc, status_spec.progress_path)
+    if not isinstance(raw, int | float) or isinstance(raw, bool):
+        return None
+    if status_spec.progress_total_path:
+        total = extract(doc, status_spec.progress_total_path)
+        if not isinstance(total, int | float) or isinstance(total, bool) or total <= 0:
+            return None
+        return max(0.0, min(100.0, float(raw) * 100.0 / float(total)))
+    return max(0.0, min(100.0, float(raw) * 100.0 / status_spec.progress_scale))
+
+
+def _overridden(override: OutcomeOverride, response: httpx.Response, body: bytes, chosen_id: str | None) -> HttpOutcome:
+    """The outcome a spec's override gives an answer."""
+    status = response.status_code
+    if override.outcome == "already_exists":
+        if chosen_id is None:
+            return HttpOutcome(outcome=OutcomeClass.PERMANENT, http_status=status, message="already exists, but no id")
+        # The first attempt created it (a retry after a lost answer): adopt it, never submit again.
+        return HttpOutcome(
+            outcome=OutcomeClass.OK, http_status=status, job_id=chosen_id, message="adopted the existing job"
+        )
+    if override.outcome == "in_progress":
+        return HttpOutcome(outcome=OutcomeClass.OK, http_status=status, phase=JobPhase.RUNNING, status_word=str(status))
+    classified = error_outcome(status, response.headers, body)
+    return classified.model_copy(update={"outcome": OutcomeClass(override.outcome)})

@@ -41,6 +41,8 @@ class HttpOutcome(BaseModel):
     message: str = ""
     retry_after_seconds: float | None = None
     job_id: str | None = None
+    status_url: str | None = None
+    result_ref: str | None = None
     phase: JobPhase | None = None
     status_word: str | None = None
     progress: float | None = None

@@ -18,7 +18,7 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "specs"
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Filled per request by the activities, never by variables.
-RUNTIME_PLACEHOLDERS = frozenset({"job_id"})
+RUNTIME_PLACEHOLDERS = frozenset({"job_id", "workflow_id", "result_id"})
 
 
 class SpecError(ValueError):
@@ -106,7 +106,7 @@ def resolve_spec(
             raise SpecError(f"API {spec.name!r} needs --var {name}=VALUE{hint}")
     # Only the request-shaping parts are templates; names, descriptions and auth sources are taken as written.
     data = spec.model_dump(mode="json")
-    for section in ("base_url", "submit", "status", "result", "cancel"):
+    for section in ("base_url", "submit", "status", "result", "cancel", "allowed_origins"):
         data[section] = _substitute(data[section], values, section)
     # Keep "$input" meaning the job input: it has no braces, so substitution leaves it alone.
     data["variables"] = {}

@@ -48,12 +48,34 @@ class AuthSpec(_SpecModel):
     secret_env: str | None = None
     secret_file: str | None = None
     secret_file_env: str | None = None
+    optional: bool = Field(
+        default=False,
+        description="send no credential when none is configured (for servers that may run without auth); "
+        "otherwise a missing credential pauses the job for a person",
+    )
 
     @model_validator(mode="after")
     def _needs_a_source(self) -> AuthSpec:
         if self.type != "none" and not (self.secret_env or self.secret_file or self.secret_file_env):
             raise ValueError(f"auth type {self.type!r} needs secret_env, secret_file or secret_file_env")
         return self
+
+
+Step = Literal["submit", "poll", "result", "cancel", "any"]
+
+
+class OutcomeOverride(_SpecModel):
+    """Reclassify one kind of answer for this API, e.g. Ray's HTTP 500 "already exists" on a duplicate id."""
+
+    status: int = Field(ge=100, le=599)
+    step: Step = "any"
+    body_contains: str | None = Field(default=None, description="only when the body holds this text")
+    outcome: Literal[
+        "rate_limit", "auth_required", "permanent", "server_error", "transient", "in_progress", "already_exists"
+    ] = Field(
+        description="a class of the outcome table; 'in_progress' (poll: the job is still running) or "
+        "'already_exists' (submit with a caller-chosen id: adopt the existing job)"
+    )
 
 
 class SubmitSpec(_SpecModel):
@@ -63,12 +85,18 @@ class SubmitSpec(_SpecModel):
     path: str = "/jobs"
     body: Any = Field(
         default="$input",
-        description='JSON template: the string "$input" stands for the job input; "{name}" in strings for variables',
+        description='JSON template: "$input" is the job input, "$input.KEY" one of its fields (omitted when '
+        'missing); "{name}" in strings is a variable, "{job_id}" the caller-chosen id',
     )
     headers: dict[str, str] = Field(default_factory=dict)
     job_id_path: str | None = Field(default="id", description="JSON path of the job id in the response body")
     job_id_from_location: bool = Field(
-        default=False, description="take the job id from the last segment of the Location header"
+        default=False, description="take the job id from the last path segment of the Location header"
+    )
+    client_job_id: str | None = Field(
+        default=None,
+        description='a caller-chosen job id, e.g. "{workflow_id}": sent where the path or body says {job_id}; '
+        "a retry then cannot create a second job, and 'already_exists' adopts the first",
     )
     idempotency_header: str | None = Field(
         default="Idempotency-Key", description="header carrying a key derived from the workflow id; none to omit"
@@ -76,33 +104,83 @@ class SubmitSpec(_SpecModel):
 
     @model_validator(mode="after")
     def _needs_an_id(self) -> SubmitSpec:
-        if not self.job_id_path and not self.job_id_from_location:
-            raise ValueError("set job_id_path or job_id_from_location: the job id must come from somewhere")
+        if not (self.job_id_path or self.job_id_from_location or self.client_job_id):
+            raise ValueError(
+                "set job_id_path or job_id_from_location (or client_job_id): the job id must come from somewhere"
+            )
         return self
 
 
+class Condition(_SpecModel):
+    """``path`` in the status document equals ``equals``."""
+
+    path: str
+    equals: Any
+
+
 class StatusSpec(_SpecModel):
-    """How to read a job's status, and what the API's status words mean."""
+    """How to read a job's status: a status word mapped to a phase, or a ``done`` flag (AIP-151 operations)."""
 
     method: Literal["GET", "POST"] = "GET"
     path: str = "/jobs/{job_id}"
-    status_path: str = "status"
+    url_from: Literal["path", "location", "link"] = Field(
+        default="path",
+        description="where the status URL is: the 'path' template, the submit answer's Location header, or a "
+        "link at 'link_path' in the submit answer's body (URLs from answers must be on an allowed origin)",
+    )
+    link_path: str | None = None
+    status_path: str | None = "status"
     states: dict[str, JobPhase] = Field(
+        default_factory=dict,
         description="the API's status words mapped to pending/running/succeeded/failed/cancelled; "
-        "an unknown word counts as running, with a warning"
+        "an unknown word counts as running, with a warning",
+    )
+    done_path: str | None = Field(
+        default=None, description="a boolean 'done' flag instead of a status word: done with an error is failed"
+    )
+    cancelled_when: Condition | None = Field(
+        default=None, description="with done_path: an ended job that matches this was cancelled"
     )
     progress_path: str | None = None
+    progress_total_path: str | None = Field(
+        default=None, description="progress is progress_path / progress_total_path (e.g. completed / total)"
+    )
     progress_scale: float = Field(default=100.0, gt=0, description="the value that means done: 100 or 1")
     error_path: str | None = "error"
     result_path: str | None = Field(default="result", description="JSON path of an inline result")
 
+    @model_validator(mode="after")
+    def _word_or_flag(self) -> StatusSpec:
+        if self.done_path:
+            return self
+        if not self.status_path or not self.states:
+            raise ValueError("set status_path and states (a status word), or done_path (a done flag)")
+        if JobPhase.SUCCEEDED not in self.states.values():
+            raise ValueError("states maps no word to 'succeeded': the job could never finish")
+        if self.url_from == "link" and not self.link_path:
+            raise ValueError("url_from 'link' needs link_path")
+        return self
+
 
 class ResultSpec(_SpecModel):
-    """Fetch the result from its own URL once the job succeeded (when it is not inline in the status)."""
+    """Fetch the result once the job succeeded, when it is not inline in the status."""
 
     method: Literal["GET", "POST"] = "GET"
-    path: str
+    path: str | None = Field(
+        default=None, description="URL template; {job_id}, and {result_id} when id_path is set"
+    )
+    id_path: str | None = Field(
+        default=None, description="JSON path in the final status of an id for the path, e.g. output_file_id"
+    )
+    link_path: str | None = Field(default=None, description="JSON path in the final status of the result URL")
     result_path: str | None = Field(default=None, description="JSON path inside the fetched document")
+    format: Literal["json", "jsonl", "text"] = "json"
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> ResultSpec:
+        if not (self.path or self.link_path):
+            raise ValueError("set path (a URL template) or link_path (a URL in the final status)")
+        return self
 
 
 class CancelSpec(_SpecModel):
@@ -133,10 +211,19 @@ class ApiSpec(_SpecModel):
     result: ResultSpec | None = None
     cancel: CancelSpec | None = None
     timeouts: HttpTimeouts = HttpTimeouts()
+    overrides: list[OutcomeOverride] = Field(default_factory=list)
+    job_id_in_path: Literal["segment", "path"] = Field(
+        default="segment",
+        description="'segment' percent-encodes every '/' of a job id put in a path; 'path' keeps them, for "
+        "resource names like projects/p/operations/o",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="origins (scheme://host[:port]) besides base_url's that URLs from answers may point to",
+    )
 
     @model_validator(mode="after")
-    def _status_words_cover_the_end(self) -> ApiSpec:
-        phases = set(self.status.states.values())
-        if JobPhase.SUCCEEDED not in phases:
-            raise ValueError("status.states maps no word to 'succeeded': the job could never finish")
+    def _consistent(self) -> ApiSpec:
+        if any(o.outcome == "already_exists" for o in self.overrides) and not self.submit.client_job_id:
+            raise ValueError("an 'already_exists' override needs submit.client_job_id: there is no id to adopt")
         return self

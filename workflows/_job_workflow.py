@@ -133,6 +133,7 @@ class LongRunningJob:
             spec=spec,
             job_input=request.input,
             idempotency_key=f"longjobs:{info.workflow_id}:{info.first_execution_run_id}",
+            workflow_id=info.workflow_id,
         )
 
         async def submit() -> HttpOutcome:
@@ -144,12 +145,13 @@ class LongRunningJob:
         self._set_state(JobState.SUBMITTING)
         outcome = await self._until_success("submit", submit, first_wait=0)
         self._status.job_id = outcome.job_id
+        self._status.status_url = outcome.status_url
         workflow.logger.info("submitted: job id %s", outcome.job_id)
 
     async def _poll_until_done(self, spec: ApiSpec, request: JobRequest) -> JobResult:
         job_id = self._status.job_id
         assert job_id is not None
-        poll_input = PollJobInput(spec=spec, job_id=job_id)
+        poll_input = PollJobInput(spec=spec, job_id=job_id, status_url=self._status.status_url)
 
         async def poll() -> HttpOutcome:
             if self._options.max_polls is not None and self._status.poll_count >= self._options.max_polls:
@@ -194,7 +196,7 @@ class LongRunningJob:
     async def _succeed(self, spec: ApiSpec, job_id: str, outcome: HttpOutcome) -> JobResult:
         result = outcome.result
         if spec.result is not None:
-            fetch_input = FetchResultInput(spec=spec, job_id=job_id)
+            fetch_input = FetchResultInput(spec=spec, job_id=job_id, result_ref=outcome.result_ref)
             fetched = await self._until_success(
                 "fetch result",
                 lambda: self._activity(JobApiActivities.fetch_result, fetch_input, summary="fetch result"),

@@ -89,6 +89,7 @@ class JobStatus(BaseModel):
     state: JobState = JobState.SUBMITTING
     api: str = ""
     job_id: str | None = None
+    status_url: str | None = None
     poll_count: int = 0
     consecutive_error_count: int = 0
     total_error_count: int = 0

@@ -147,12 +147,16 @@ def test_invalid_spec_names_the_field_path(tmp_path: Path, data: Any, message_pa
     [
         {"queued": "pending", "running": "running", "failed": "failed"},
         {"done": "cancelled"},
-        {},
     ],
 )
 def test_states_that_never_succeed_are_refused(tmp_path: Path, states: dict[str, str]) -> None:
     with pytest.raises(SpecError, match="maps no word to 'succeeded'"):
         load_spec(write(tmp_path, with_changes(MINIMAL, status={"states": states})))
+
+
+def test_status_needs_a_word_or_a_done_flag(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"status: .*set status_path and states .* or done_path"):
+        load_spec(write(tmp_path, with_changes(MINIMAL, status={"states": {}})))
 
 
 # -- resolve_spec --------------------------------------------------------------------------------------------
