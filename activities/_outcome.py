@@ -108,7 +108,7 @@ def api_message(body: bytes) -> str:
     except ValueError:
         return short(text)
     if isinstance(doc, dict):
-        for key in ("error", "message", "detail", "title"):
+        for key in ("error", "message", "detail", "description", "title"):
             value = doc.get(key)
             if isinstance(value, dict):
                 value = value.get("message", json.dumps(value))
