@@ -89,9 +89,10 @@ async def harness(
         yield Harness(time_env, preset, fake, task_queue, environ)
 
 
-async def _wait_for_state(handle: Any, state: JobState) -> None:
+async def _wait_for_state(handle: Any, state: JobState, *, min_polls: int = 0) -> None:
     for _ in range(300):
-        if (await handle.query(LongRunningJob.status)).state is state:
+        status = await handle.query(LongRunningJob.status)
+        if status.state is state and status.poll_count >= min_polls:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"never reached {state.value}")
@@ -133,9 +134,7 @@ async def test_job_failure(harness: Harness) -> None:
 async def test_cancel_cancels_the_external_job(harness: Harness) -> None:
     harness.fake.state.polls_to_finish = 1000
     handle = await harness.start(harness.preset.ok_input, poll_interval_seconds=1)
-    await _wait_for_state(handle, JobState.POLLING)
-    while (await handle.query(LongRunningJob.status)).poll_count < 1:
-        await asyncio.sleep(0.05)
+    await _wait_for_state(handle, JobState.POLLING, min_polls=1)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
