@@ -9,10 +9,12 @@ edited later. Secrets are never part of a spec: it only names where the worker r
 from jobspec._jsonpath import JsonPathError, extract
 from jobspec._loader import (
     PRESETS_DIR,
+    SCHEMA_PATH,
     SpecError,
     list_presets,
     load_spec,
     resolve_spec,
+    spec_json_schema,
 )
 from jobspec._models import (
     ApiSpec,
@@ -30,6 +32,7 @@ from jobspec._models import (
 
 __all__ = [
     "PRESETS_DIR",
+    "SCHEMA_PATH",
     "ApiSpec",
     "AuthSpec",
     "CancelSpec",
@@ -47,4 +50,5 @@ __all__ = [
     "list_presets",
     "load_spec",
     "resolve_spec",
+    "spec_json_schema",
 ]

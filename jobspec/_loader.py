@@ -22,7 +22,26 @@ RUNTIME_PLACEHOLDERS = frozenset({"job_id", "workflow_id", "result_id"})
 
 
 class SpecError(ValueError):
-    """A spec cannot be found, parsed, validated or resolved. The message is one line, fit for a user."""
+    """A spec cannot be found, parsed, validated or resolved. The message is one line, fit for a user.
+
+    ``problems`` lists each problem on its own (with its field path) for tools that explain them one by one.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+SCHEMA_PATH = PRESETS_DIR / "schema" / "api-spec.schema.json"
+"""The exported JSON Schema of the spec format (``starter.py spec-schema`` writes what belongs here)."""
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a spec file, for editors' completion and validation."""
+    schema = ApiSpec.model_json_schema(by_alias=True)
+    schema["$id"] = "https://longjobs.invalid/api-spec.schema.json"
+    schema["title"] = "longjobs API spec"
+    return schema
 
 
 def list_presets() -> list[str]:
@@ -30,12 +49,12 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.json"))
 
 
-def _describe_validation_error(source: str, exc: ValidationError) -> str:
+def _validation_problems(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         problems.append(f"{where}: {err['msg']}")
-    return f"{source}: " + "; ".join(problems)
+    return problems
 
 
 def load_spec(name_or_path: str) -> ApiSpec:
@@ -61,7 +80,8 @@ def load_spec(name_or_path: str) -> ApiSpec:
     try:
         return ApiSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(_describe_validation_error(str(path), exc)) from exc
+        problems = _validation_problems(exc)
+        raise SpecError(f"{path}: " + "; ".join(problems), problems) from exc
 
 
 def _substitute(template: Any, values: Mapping[str, str], where: str) -> Any:

@@ -24,7 +24,7 @@ class JobPhase(StrEnum):
 
 class _SpecModel(BaseModel):
     # A typo in a spec file ("stauts_path") must be an error, not a silently ignored key.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class VariableSpec(_SpecModel):
@@ -201,6 +201,9 @@ class HttpTimeouts(_SpecModel):
 class ApiSpec(_SpecModel):
     """One job API, described well enough to submit, poll, fetch the result and cancel without code."""
 
+    schema_ref: str | None = Field(
+        default=None, alias="$schema", description="the spec format's JSON Schema, for editors (ignored)"
+    )
     name: str
     description: str = ""
     base_url: str = "{base_url}"

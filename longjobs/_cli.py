@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
@@ -17,9 +20,9 @@ from temporalio.exceptions import ApplicationError, CancelledError, TerminatedEr
 from temporalio.exceptions import TimeoutError as WorkflowTimeoutError
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobspec import SpecError, load_spec, resolve_spec
+from jobspec import SpecError, list_presets, load_spec, resolve_spec, spec_json_schema
 from longjobs._connection import UserError, connect_client
-from longjobs._entrypoint import EXIT_FAILED, EXIT_OK
+from longjobs._entrypoint import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from workflows import TASK_QUEUE, JobRequest, JobResult, JobState, JobStatus, LongRunningJob, parse_duration
 
 # Flags for the JobRequest fields, so validation errors name what the user typed.
@@ -35,6 +38,7 @@ _FLAG_FOR_FIELD = {
 }
 
 QUERY_TIMEOUT_SECONDS = 5.0
+REACH_TIMEOUT_SECONDS = 3.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.add_argument("--auth-pause-timeout", metavar="DURATION", help="fail if not resumed within (default 7d)")
     start.add_argument("--wait", action="store_true", help="wait for the end; exit code as for 'result'")
+    start.add_argument(
+        "--no-check", action="store_true", help="skip the check that the API's host answers from here"
+    )
 
     status = sub.add_parser("status", help="a job's state, counters and last error")
     status.add_argument("id")
@@ -81,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     result = sub.add_parser("result", help="wait for a job's end; exit 0 if it succeeded, 1 if not")
     result.add_argument("id")
     result.add_argument("--json", action="store_true", help="print JSON")
+
+    sub.add_parser("specs", help="list the API presets")
+    check = sub.add_parser("check-spec", help="validate a spec file and explain each problem")
+    check.add_argument("file", help="a spec .json file (or a preset name)")
+    check.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="also resolve with these")
+    sub.add_parser("spec-schema", help="print the JSON Schema of the spec format (for editors)")
 
     demo = sub.add_parser("demo", help="the whole story on an embedded default: rate limit, auth pause, resume")
     demo.add_argument("--keep", action="store_true", help="keep the dev server and services running at the end")
@@ -143,8 +156,25 @@ def build_request(args: argparse.Namespace) -> JobRequest:
         raise UserError(f"{_FLAG_FOR_FIELD.get(field, field)}: {err['msg']}") from None
 
 
+async def _check_reachable(base_url: str) -> None:
+    """Fail fast when the API's host does not answer at all; the worker is usually on the same network."""
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), REACH_TIMEOUT_SECONDS)
+    except (OSError, TimeoutError) as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise UserError(f"cannot reach the API at {base_url}: {reason} (--no-check skips this check)") from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
 async def cmd_start(args: argparse.Namespace) -> int:
     request = build_request(args)
+    assert request.spec is not None
+    if not args.no_check:
+        await _check_reachable(request.spec.base_url)
     workflow_id = args.id or f"job-{request.api}-{uuid.uuid4().hex[:12]}"
     client = await connect_client()
     try:
@@ -328,10 +358,48 @@ def _why(exc: WorkflowFailureError) -> tuple[str, str, str]:
     return "failed", type(cause).__name__, str(cause)
 
 
+async def cmd_specs(args: argparse.Namespace) -> int:
+    for name in list_presets():
+        spec = load_spec(name)
+        first = spec.description.split(". ")[0].split(": ")[0]
+        needs = [v for v, var in spec.variables.items() if var.default is None]
+        print(f"{name:<15} {first}" + (f"  [--var {' --var '.join(n + '=…' for n in needs)}]" if needs else ""))
+    return EXIT_OK
+
+
+async def cmd_check_spec(args: argparse.Namespace) -> int:
+    try:
+        spec = load_spec(args.file)
+    except SpecError as exc:
+        print(f"{args.file}: invalid spec", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.var:
+        try:
+            resolve_spec(spec, _variables(args.var))
+        except SpecError as exc:
+            raise UserError(str(exc)) from None
+    variables = ", ".join(
+        f"{name}" + (f" (default {var.default})" if var.default is not None else " (required)")
+        for name, var in spec.variables.items()
+    )
+    print(f"{args.file}: valid spec for API {spec.name!r}; variables: {variables or 'none'}")
+    return EXIT_OK
+
+
+async def cmd_spec_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(spec_json_schema(), indent=2))
+    return EXIT_OK
+
+
 COMMANDS = {
     "start": cmd_start,
     "status": cmd_status,
     "resume": cmd_resume,
     "cancel": cmd_cancel,
     "result": cmd_result,
+    "specs": cmd_specs,
+    "check-spec": cmd_check_spec,
+    "spec-schema": cmd_spec_schema,
 }
