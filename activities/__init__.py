@@ -6,9 +6,12 @@ httpx, which the workflow sandbox rejects.
 
 from activities._credentials import CredentialMissing, read_secret
 from activities._job_api import (
+    ActionInput,
     CancelJobInput,
     FetchResultInput,
+    InterpretCallbackInput,
     JobApiActivities,
+    NotificationInput,
     PollJobInput,
     ResolveSpecInput,
     SubmitJobInput,
@@ -23,11 +26,14 @@ from activities._outcome import (
 )
 
 __all__ = [
+    "ActionInput",
     "CancelJobInput",
     "CredentialMissing",
     "FetchResultInput",
     "HttpOutcome",
+    "InterpretCallbackInput",
     "JobApiActivities",
+    "NotificationInput",
     "OutcomeClass",
     "PollJobInput",
     "ResolveSpecInput",

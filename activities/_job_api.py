@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,12 +20,26 @@ from activities._outcome import (
     HttpOutcome,
     MalformedBody,
     OutcomeClass,
+    classify_status_code,
     error_outcome,
     exception_outcome,
     short,
 )
 from activities._urls import BadJobId, ForeignOrigin, build_url, check_origin, url_from_answer
-from jobspec import ApiSpec, JobPhase, OutcomeOverride, SpecError, StatusSpec, extract, load_spec, resolve_spec
+from callbacks import callback_url, read_secret_setting, signed_headers
+from jobspec import (
+    ActionSpec,
+    ApiSpec,
+    AuthSpec,
+    HttpTimeouts,
+    JobPhase,
+    OutcomeOverride,
+    SpecError,
+    StatusSpec,
+    extract,
+    load_spec,
+    resolve_spec,
+)
 
 # A slow, trickling answer must not hold an activity for ever: the whole call is bounded by this multiple
 # of the read timeout (each chunk alone would pass the read timeout).
@@ -33,6 +47,10 @@ _WHOLE_CALL_FACTOR = 2.0
 
 # Turns a 2xx answer into an outcome; raises MalformedBody when the answer is not what the spec promised.
 Reader = Callable[[httpx.Response, bytes], HttpOutcome]
+
+
+class CallbackNotConfigured(Exception):
+    """Callback completion was asked for, but the worker has no callback receiver settings."""
 
 
 class ResolveSpecInput(BaseModel):
@@ -47,6 +65,9 @@ class SubmitJobInput(BaseModel):
     job_input: Any = None
     idempotency_key: str
     workflow_id: str = ""
+    # Ask the API to call back: the activity adds this job's callback URL (it holds a token, so it is made
+    # here from the worker's settings and never passes through history).
+    callback: bool = False
 
 
 class PollJobInput(BaseModel):
@@ -63,6 +84,26 @@ class FetchResultInput(BaseModel):
 
 class CancelJobInput(BaseModel):
     spec: ApiSpec
+    job_id: str
+
+
+class InterpretCallbackInput(BaseModel):
+    """A verified callback body, read as a status document (webhook-only APIs)."""
+
+    spec: ApiSpec
+    body: Any = None
+
+
+class NotificationInput(BaseModel):
+    url: str
+    event: str
+    payload: dict[str, Any]
+
+
+class ActionInput(BaseModel):
+    action: ActionSpec
+    result: Any = None
+    job_input: Any = None
     job_id: str
 
 
@@ -100,8 +141,10 @@ def _text(value: Any) -> str:
     return short(value if isinstance(value, str) else json.dumps(value))
 
 
-def _override(spec: ApiSpec, step: str, status_code: int, body: bytes) -> OutcomeOverride | None:
-    for override in spec.overrides:
+def _override(
+    overrides: Sequence[OutcomeOverride], step: str, status_code: int, body: bytes
+) -> OutcomeOverride | None:
+    for override in overrides:
         if override.status != status_code or override.step not in ("any", step):
             continue
         if override.body_contains and override.body_contains not in body.decode("utf-8", "replace"):
@@ -141,6 +184,11 @@ class JobApiActivities:
         if submit.idempotency_header:
             headers[submit.idempotency_header] = input.idempotency_key
         body = _fill_input(submit.body, input.job_input, chosen_id)
+        if input.callback:
+            try:
+                body = self._with_callback_url(spec, body, input.workflow_id)
+            except CallbackNotConfigured as exc:
+                return HttpOutcome(outcome=OutcomeClass.PERMANENT, message=str(exc))
 
         def read(response: httpx.Response, raw: bytes) -> HttpOutcome:
             return self._read_submit(spec, response, raw, chosen_id)
@@ -149,8 +197,22 @@ class JobApiActivities:
             return build_url(spec, submit.path, job_id=chosen_id)
 
         return await self._call(
-            spec, "submit", submit.method, target, read, headers=headers, json_body=body, chosen_id=chosen_id
+            "submit", submit.method, target, read, **_per_api(spec), headers=headers, json_body=body,
+            chosen_id=chosen_id,
         )
+
+    def _with_callback_url(self, spec: ApiSpec, body: Any, workflow_id: str) -> Any:
+        callback = spec.callback
+        base = self._environ.get("CALLBACK_BASE_URL")
+        secret = read_secret_setting(self._environ, "CALLBACK_SECRET")
+        if callback is None or not base or not secret:
+            raise CallbackNotConfigured(
+                "callback completion needs CALLBACK_BASE_URL and CALLBACK_SECRET on the worker "
+                "(run it with --callbacks-port, see README)"
+            )
+        if not isinstance(body, dict):
+            raise CallbackNotConfigured("callback completion needs a JSON object as the submit body")
+        return {**body, **callback.extra_body, callback.url_field: callback_url(base, secret, workflow_id)}
 
     @activity.defn(name="poll_job")
     async def poll_job(self, input: PollJobInput) -> HttpOutcome:
@@ -162,9 +224,10 @@ class JobApiActivities:
                 return check_origin(spec, input.status_url)
             return build_url(spec, spec.status.path, job_id=input.job_id)
 
-        return await self._call(
-            spec, "poll", spec.status.method, target, lambda response, raw: self._read_status(spec, response, raw)
-        )
+        def read(response: httpx.Response, raw: bytes) -> HttpOutcome:
+            return self._read_status(spec, raw, status_code=response.status_code, url=str(response.url))
+
+        return await self._call("poll", spec.status.method, target, read, **_per_api(spec))
 
     @activity.defn(name="fetch_result")
     async def fetch_result(self, input: FetchResultInput) -> HttpOutcome:
@@ -195,7 +258,7 @@ class JobApiActivities:
                 value = extract(value, result_spec.result_path)
             return HttpOutcome(outcome=OutcomeClass.OK, http_status=response.status_code, result=value)
 
-        return await self._call(spec, "result", result_spec.method, target, read)
+        return await self._call("result", result_spec.method, target, read, **_per_api(spec))
 
     @activity.defn(name="cancel_job")
     async def cancel_job(self, input: CancelJobInput) -> HttpOutcome:
@@ -205,11 +268,62 @@ class JobApiActivities:
         if cancel is None:
             return HttpOutcome(outcome=OutcomeClass.OK, message="this API cannot cancel jobs")
         return await self._call(
-            spec,
             "cancel",
             cancel.method,
             lambda: build_url(spec, cancel.path, job_id=input.job_id),
             lambda response, _raw: HttpOutcome(outcome=OutcomeClass.OK, http_status=response.status_code),
+            **_per_api(spec),
+        )
+
+    @activity.defn(name="interpret_callback")
+    async def interpret_callback(self, input: InterpretCallbackInput) -> HttpOutcome:
+        """Read a webhook-only API's verified callback body as the job's status."""
+        body = json.dumps(input.body).encode()
+        try:
+            return self._read_status(input.spec, body, status_code=None, url=input.spec.base_url)
+        except (MalformedBody, ForeignOrigin) as exc:
+            return HttpOutcome(outcome=OutcomeClass.TRANSIENT, message=short(f"callback: {exc}"))
+
+    @activity.defn(name="send_notification")
+    async def send_notification(self, input: NotificationInput) -> None:
+        """POST one outbound notification, Standard Webhooks signed when NOTIFY_SIGNING_SECRET is set.
+
+        Raises on failure so Temporal retries it with backoff; a 4xx that retrying cannot fix stops at once.
+        """
+        body = json.dumps(input.payload, separators=(",", ":"), default=str).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "longjobs"}
+        secret = read_secret_setting(self._environ, "NOTIFY_SIGNING_SECRET")
+        if secret:
+            headers.update(signed_headers(secret, body, msg_id=f"{activity.info().workflow_id}:{input.event}"))
+        try:
+            response = await self._http.post(input.url, content=body, headers=headers, timeout=httpx.Timeout(15.0))
+        except httpx.HTTPError as exc:
+            raise ApplicationError(f"notification to {input.url} failed: {type(exc).__name__}") from None
+        outcome = classify_status_code(response.status_code)
+        if outcome is OutcomeClass.PERMANENT:
+            raise ApplicationError(
+                f"notification to {input.url} refused: HTTP {response.status_code}", non_retryable=True
+            )
+        if outcome is not OutcomeClass.OK:
+            raise ApplicationError(f"notification to {input.url}: HTTP {response.status_code}")
+
+    @activity.defn(name="run_action")
+    async def run_action(self, input: ActionInput) -> HttpOutcome:
+        """One follow-up call with the job's result; its JSON answer (or text) is the outcome's result."""
+        action = input.action
+        body = _fill_action_body(action.body, input)
+
+        def read(response: httpx.Response, raw: bytes) -> HttpOutcome:
+            try:
+                value: Any = json.loads(raw) if raw.strip() else None
+            except ValueError:
+                value = raw.decode("utf-8", "replace")
+            return HttpOutcome(outcome=OutcomeClass.OK, http_status=response.status_code, result=value)
+
+        return await self._call(
+            f"action {action.name}", action.method, lambda: action.url, read,
+            auth=action.auth, timeouts=HttpTimeouts(), headers={"Content-Type": "application/json", **action.headers},
+            json_body=body,
         )
 
     # -- reading answers ------------------------------------------------------------------------------------
@@ -250,7 +364,7 @@ class JobApiActivities:
         )
 
     @staticmethod
-    def _read_status(spec: ApiSpec, response: httpx.Response, body: bytes) -> HttpOutcome:
+    def _read_status(spec: ApiSpec, body: bytes, *, status_code: int | None, url: str) -> HttpOutcome:
         status_spec = spec.status
         doc = _json(body)
         warning = None
@@ -288,13 +402,13 @@ class JobApiActivities:
             elif spec.result.id_path or spec.result.link_path:
                 ref = extract(doc, spec.result.id_path or spec.result.link_path or "")
                 if isinstance(ref, str) and ref:
-                    result_ref = ref if spec.result.id_path else url_from_answer(spec, str(response.url), ref)
+                    result_ref = ref if spec.result.id_path else url_from_answer(spec, url, ref)
         job_error = None
         if phase in (JobPhase.FAILED, JobPhase.CANCELLED) and error not in (None, "", {}):
             job_error = _text(error)
         return HttpOutcome(
             outcome=OutcomeClass.OK,
-            http_status=response.status_code,
+            http_status=status_code,
             phase=phase,
             status_word=short(word, 80),
             progress=progress,
@@ -308,12 +422,14 @@ class JobApiActivities:
 
     async def _call(
         self,
-        spec: ApiSpec,
         step: str,
         method: str,
         target: Callable[[], str],
         read: Reader,
         *,
+        auth: AuthSpec,
+        timeouts: HttpTimeouts,
+        overrides: Sequence[OutcomeOverride] = (),
         headers: dict[str, str] | None = None,
         json_body: Any = None,
         chosen_id: str | None = None,
@@ -325,19 +441,19 @@ class JobApiActivities:
         except (ForeignOrigin, BadJobId) as exc:
             return HttpOutcome(outcome=OutcomeClass.PERMANENT, message=short(str(exc)))
         try:
-            credentials, secret = auth_headers(spec.auth, self._environ)
+            credentials, secret = auth_headers(auth, self._environ)
         except CredentialMissing as exc:
             # Nothing a retry can fix: a person must provide the credential, then resume.
             return HttpOutcome(outcome=OutcomeClass.AUTH_REQUIRED, message=str(exc))
         all_headers = {**(headers or {}), **credentials}
         try:
-            async with asyncio.timeout(spec.timeouts.read_seconds * _WHOLE_CALL_FACTOR):
-                response, body = await self._send(spec, method, url, all_headers, json_body)
+            async with asyncio.timeout(timeouts.read_seconds * _WHOLE_CALL_FACTOR):
+                response, body = await self._send(timeouts, method, url, all_headers, json_body)
             if secret:
                 # An API that echoes the credential back (in an error, a status, a result) must not get it
                 # into history: scrub it from the raw body, before anything is parsed or shortened.
                 body = body.replace(secret.encode(), b"***")
-            override = None if response.is_success else _override(spec, step, response.status_code, body)
+            override = None if response.is_success else _override(overrides, step, response.status_code, body)
             if override is not None:
                 outcome = _overridden(override, response, body, chosen_id)
             elif response.is_success:
@@ -354,16 +470,14 @@ class JobApiActivities:
         return outcome
 
     async def _send(
-        self, spec: ApiSpec, method: str, url: str, headers: dict[str, str], json_body: Any
+        self, timeouts: HttpTimeouts, method: str, url: str, headers: dict[str, str], json_body: Any
     ) -> tuple[httpx.Response, bytes]:
-        timeout = httpx.Timeout(
-            spec.timeouts.read_seconds, connect=spec.timeouts.connect_seconds, pool=spec.timeouts.connect_seconds
-        )
+        timeout = httpx.Timeout(timeouts.read_seconds, connect=timeouts.connect_seconds, pool=timeouts.connect_seconds)
         kwargs: dict[str, Any] = {"headers": headers, "timeout": timeout}
         if json_body is not None and method in ("POST", "PUT"):
             kwargs["json"] = json_body
         async with self._http.stream(method, url, **kwargs) as response:
-            limit = spec.timeouts.max_response_bytes
+            limit = timeouts.max_response_bytes
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > limit:
                 raise BodyTooLarge(f"{declared} bytes declared, limit {limit}")
@@ -405,3 +519,29 @@ def _overridden(override: OutcomeOverride, response: httpx.Response, body: bytes
         return HttpOutcome(outcome=OutcomeClass.OK, http_status=status, phase=JobPhase.RUNNING, status_word=str(status))
     classified = error_outcome(status, response.headers, body)
     return classified.model_copy(update={"outcome": OutcomeClass(override.outcome)})
+
+
+class _PerApi(TypedDict):
+    auth: AuthSpec
+    timeouts: HttpTimeouts
+    overrides: Sequence[OutcomeOverride]
+
+
+def _per_api(spec: ApiSpec) -> _PerApi:
+    """What every call to one API shares: its credential, its limits and its reclassifications."""
+    return {"auth": spec.auth, "timeouts": spec.timeouts, "overrides": spec.overrides}
+
+
+def _fill_action_body(template: Any, input: ActionInput) -> Any:
+    """A follow-up action's body: "$result", "$input" and "$job_id" filled in a JSON template."""
+    if template == "$result":
+        return input.result
+    if template == "$input":
+        return input.job_input
+    if template == "$job_id":
+        return input.job_id
+    if isinstance(template, list):
+        return [_fill_action_body(item, input) for item in template]
+    if isinstance(template, dict):
+        return {key: _fill_action_body(value, input) for key, value in template.items()}
+    return template

@@ -17,8 +17,10 @@ from jobspec._loader import (
     spec_json_schema,
 )
 from jobspec._models import (
+    ActionSpec,
     ApiSpec,
     AuthSpec,
+    CallbackSpec,
     CancelSpec,
     Condition,
     HttpTimeouts,
@@ -33,8 +35,10 @@ from jobspec._models import (
 __all__ = [
     "PRESETS_DIR",
     "SCHEMA_PATH",
+    "ActionSpec",
     "ApiSpec",
     "AuthSpec",
+    "CallbackSpec",
     "CancelSpec",
     "Condition",
     "HttpTimeouts",

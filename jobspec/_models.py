@@ -190,6 +190,35 @@ class CancelSpec(_SpecModel):
     path: str
 
 
+class CallbackSpec(_SpecModel):
+    """How the API calls back when a job changes (for the ``callback`` and ``hybrid`` completion modes)."""
+
+    url_field: str = Field(
+        default="callback_url", description="the submit body's key that carries this job's callback URL"
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description='also sent when callbacks are on, e.g. {"webhook_events_filter": ["completed"]}',
+    )
+    webhook_only: bool = Field(
+        default=False,
+        description="the API has no status call: a verified callback's body is read as the job's status; "
+        "otherwise a callback is a hint, confirmed with one status call before the job acts on it",
+    )
+
+
+class ActionSpec(_SpecModel):
+    """A follow-up HTTP call made with a job's result after success; its JSON answer lands in the result."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["POST", "PUT"] = "POST"
+    body: Any = Field(default="$result", description='JSON template: "$result", "$input" and "$job_id" are filled')
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: AuthSpec = AuthSpec()
+    required: bool = Field(default=False, description="a failed required action fails the job")
+
+
 class HttpTimeouts(_SpecModel):
     """Per-request limits; a slow or silent server is a transient error, never a hung activity."""
 
@@ -213,6 +242,7 @@ class ApiSpec(_SpecModel):
     status: StatusSpec
     result: ResultSpec | None = None
     cancel: CancelSpec | None = None
+    callback: CallbackSpec | None = None
     timeouts: HttpTimeouts = HttpTimeouts()
     overrides: list[OutcomeOverride] = Field(default_factory=list)
     job_id_in_path: Literal["segment", "path"] = Field(

@@ -61,6 +61,9 @@ def new_worker(
             job_api.poll_job,
             job_api.fetch_result,
             job_api.cancel_job,
+            job_api.interpret_callback,
+            job_api.send_notification,
+            job_api.run_action,
         ],
         **options,
     )

@@ -10,6 +10,7 @@ from workflows._models import (
     JobResult,
     JobState,
     JobStatus,
+    NotifyTarget,
     ResumeInput,
     parse_duration,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "JobState",
     "JobStatus",
     "LongRunningJob",
+    "NotifyTarget",
     "ResumeInput",
     "parse_duration",
 ]

@@ -1,8 +1,8 @@
-"""``LongRunningJob``: submit a job to an external HTTP API once, then poll it until it ends.
+"""``LongRunningJob``: submit a job to an external HTTP API once, then follow it until it ends.
 
 The workflow makes every decision (when to wait, pause, fail, continue as new); activities only make HTTP
 calls and classify what came back. All state lives in one :class:`JobStatus`, which the ``status`` query,
-the ``JobState`` search attribute and continue-as-new all derive from.
+the ``JobState`` search attribute, notifications and continue-as-new all derive from.
 """
 
 from __future__ import annotations
@@ -14,15 +14,19 @@ from typing import Any, NoReturn
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities import (
+        ActionInput,
         CancelJobInput,
         FetchResultInput,
         HttpOutcome,
+        InterpretCallbackInput,
         JobApiActivities,
+        NotificationInput,
         OutcomeClass,
         PollJobInput,
         ResolveSpecInput,
@@ -45,11 +49,31 @@ JOB_STATE = SearchAttributeKey.for_keyword("JobState")
 HTTP_ACTIVITY_TIMEOUT = timedelta(minutes=3)
 # Activities return classified outcomes instead of raising; Temporal's retries only cover a worker that died
 # mid-call or a bug. A few quick tries, then the workflow counts it as a transient error.
-ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
-                             maximum_attempts=5)
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
+)
+# Notifications are retried by Temporal with backoff, and never block or fail the job.
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60),
+    maximum_attempts=8,
+)
+NOTIFY_TIMEOUT = timedelta(minutes=10)
+# How long the job's end waits for its last notifications to be delivered.
+NOTIFY_GRACE = timedelta(minutes=2)
 # Past this many events a run hands over to a new one even if the server has not suggested it yet; well
 # under the 10,240-event warning.
 MAX_EVENTS_PER_RUN = 8_000
+# Callbacks kept while the workflow is busy; an API that calls back more often only needs the latest ones.
+MAX_PENDING_CALLBACKS = 20
+
+
+class _StepFailed(Exception):
+    """A step gave up (an optional follow-up action): the caller decides whether that ends the job."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
 
 
 @workflow.defn(name="LongRunningJob", failure_exception_types=[ValidationError])
@@ -60,6 +84,9 @@ class LongRunningJob:
         self._status = JobStatus()
         self._resume_requested = False
         self._publish_job_state = True
+        self._callbacks: list[Any] = []
+        self._notifications: list[ActivityHandle[Any]] = []
+        self._spec: ApiSpec | None = None
 
     # -- messages -------------------------------------------------------------------------------------------
 
@@ -85,31 +112,52 @@ class LongRunningJob:
         self._resume_requested = True
         self._status.resume_note = note
 
+    @workflow.signal
+    def callback(self, payload: Any = None) -> None:
+        """A verified callback from the API (sent by the callback receiver): a hint that the job changed."""
+        if self._status.state.is_terminal:
+            return
+        self._status.callbacks_received += 1
+        self._callbacks = [*self._callbacks, payload][-MAX_PENDING_CALLBACKS:]
+
     # -- the run --------------------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, request: JobRequest) -> JobResult:
         self._options = JobOptions.model_validate(request.model_dump(include=set(JobOptions.model_fields)))
         self._publish_job_state = request.publish_job_state
+        self._request = request
         now = workflow.now()
         if request.carried_status is not None:
             self._status = request.carried_status.model_copy(update={"runs": request.carried_status.runs + 1})
+            self._callbacks = [*request.carried_callbacks, *self._callbacks]
         else:
-            self._status = JobStatus(
-                api=request.api, started_at=now, deadline=now + self._options.job_timeout
-            )
+            self._status = JobStatus(api=request.api, started_at=now, deadline=now + self._options.job_timeout)
             self._publish_state()
         spec: ApiSpec | None = request.spec
         try:
             if spec is None:
                 spec = await self._resolve_spec(request)
+            self._spec = spec
+            if self._options.completion != "poll" and spec.callback is None:
+                self._fail(JobState.FAILED, "InvalidSpec",
+                           f"API {spec.name!r} does not call back: use completion 'poll'")
             if self._status.job_id is None:
                 await self._submit(spec, request)
-            return await self._poll_until_done(spec, request)
+                self._notify("submitted")
+            result = await self._poll_until_done(spec, request)
+            self._notify("succeeded", result=result.result)
+            await self._drain_notifications()
+            return result
         except BaseException as err:
             if is_cancelled_exception(err):
                 await self._cancel_external_job(spec, reason="workflow cancelled")
                 self._set_state(JobState.CANCELLED)
+                self._notify("cancelled", error="the workflow was cancelled")
+                await self._drain_notifications()
+            elif isinstance(err, ApplicationError) and self._status.state.is_terminal:
+                self._notify(self._status.state.value, error=f"{err.type}: {err.message}")
+                await self._drain_notifications()
             raise
 
     async def _resolve_spec(self, request: JobRequest) -> ApiSpec:
@@ -134,13 +182,12 @@ class LongRunningJob:
             job_input=request.input,
             idempotency_key=f"longjobs:{info.workflow_id}:{info.first_execution_run_id}",
             workflow_id=info.workflow_id,
+            callback=self._options.completion != "poll",
         )
 
         async def submit() -> HttpOutcome:
             self._status.submit_attempts += 1
-            return await self._activity(
-                JobApiActivities.submit_job, submit_input, summary=f"submit to {spec.name}"
-            )
+            return await self._activity(JobApiActivities.submit_job, submit_input, summary=f"submit to {spec.name}")
 
         self._set_state(JobState.SUBMITTING)
         outcome = await self._until_success("submit", submit, first_wait=0)
@@ -152,10 +199,22 @@ class LongRunningJob:
         job_id = self._status.job_id
         assert job_id is not None
         poll_input = PollJobInput(spec=spec, job_id=job_id, status_url=self._status.status_url)
+        webhook_only = spec.callback is not None and spec.callback.webhook_only
 
-        async def poll() -> HttpOutcome:
-            if self._options.max_polls is not None and self._status.poll_count >= self._options.max_polls:
-                await self._time_out(spec, f"job {job_id} still not finished after {self._status.poll_count} polls")
+        async def read_status() -> HttpOutcome:
+            if webhook_only and self._callbacks:
+                # No status call to confirm with: the verified callback's body is the status.
+                payload, self._callbacks = self._callbacks[0], self._callbacks[1:]
+                body = payload.get("body") if isinstance(payload, dict) else payload
+                return await workflow.execute_local_activity_method(
+                    JobApiActivities.interpret_callback,
+                    InterpretCallbackInput(spec=spec, body=body),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=ACTIVITY_RETRY,
+                    summary="read callback",
+                )
+            # A callback is a hint: one GET confirms it before the job acts on it.
+            self._callbacks = []
             self._status.poll_count += 1
             # A local activity: a short, idempotent GET costs about half the history events of an activity.
             return await workflow.execute_local_activity_method(
@@ -166,23 +225,28 @@ class LongRunningJob:
                 summary="poll",
             )
 
-        if self._status.state in (JobState.SUBMITTING, JobState.AUTH_PAUSED):
+        async def before_wait() -> None:
+            await self._continue_as_new_if_due(spec, request)
+            if self._options.max_polls is not None and self._status.poll_count >= self._options.max_polls:
+                await self._time_out(spec, f"job {job_id} still not finished after {self._status.poll_count} polls")
+
+        resuming_backoff = self._status.state is JobState.RATE_LIMITED and bool(self._status.current_backoff_seconds)
+        if not resuming_backoff:
             self._set_state(JobState.POLLING)
-        first_wait = (
-            self._status.current_backoff_seconds
-            if self._status.state is JobState.RATE_LIMITED and self._status.current_backoff_seconds
-            else self._options.poll_interval_seconds
-        )
+        first_wait = self._status.current_backoff_seconds if resuming_backoff else self._quiet_wait(webhook_only)
         while True:
-            outcome = await self._until_success("poll", poll, first_wait=first_wait, spec=spec, request=request)
-            first_wait = self._options.poll_interval_seconds
-            self._status.progress = outcome.progress if outcome.progress is not None else self._status.progress
+            outcome = await self._until_success(
+                "poll", read_status, first_wait=first_wait or 0, before_wait=before_wait
+            )
+            first_wait = self._quiet_wait(webhook_only)
+            if outcome.progress is not None:
+                self._status.progress = outcome.progress
             self._status.status_word = outcome.status_word
             if outcome.warning:
                 self._status.warning = outcome.warning
             match outcome.phase:
                 case JobPhase.SUCCEEDED:
-                    return await self._succeed(spec, job_id, outcome)
+                    return await self._succeed(spec, job_id, outcome, request)
                 case JobPhase.FAILED:
                     reason = outcome.job_error or "no reason given"
                     self._fail(JobState.FAILED, "JobFailed", f"job {job_id} failed: {reason}")
@@ -193,7 +257,18 @@ class LongRunningJob:
                 case _:
                     self._set_state(JobState.POLLING)
 
-    async def _succeed(self, spec: ApiSpec, job_id: str, outcome: HttpOutcome) -> JobResult:
+    def _quiet_wait(self, webhook_only: bool) -> float:
+        """How long to wait while nothing happens: the poll interval, the fallback interval, or the deadline."""
+        match self._options.completion:
+            case "poll":
+                return self._options.poll_interval_seconds
+            case "hybrid" if not webhook_only:
+                return self._options.callback_fallback_poll_seconds
+            case _:
+                # Callback only: no polling at all; the job timeout is the callback wait's deadline.
+                return self._options.job_timeout.total_seconds()
+
+    async def _succeed(self, spec: ApiSpec, job_id: str, outcome: HttpOutcome, request: JobRequest) -> JobResult:
         result = outcome.result
         if spec.result is not None:
             fetch_input = FetchResultInput(spec=spec, job_id=job_id, result_ref=outcome.result_ref)
@@ -205,6 +280,7 @@ class LongRunningJob:
             result = fetched.result
         self._status.progress = 100.0
         self._status.next_poll_time = None
+        actions, action_errors = await self._run_actions(request, job_id, result)
         self._set_state(JobState.SUCCEEDED)
         return JobResult(
             job_id=job_id,
@@ -213,7 +289,33 @@ class LongRunningJob:
             poll_count=self._status.poll_count,
             total_error_count=self._status.total_error_count,
             runs=self._status.runs,
+            actions=actions,
+            action_errors=action_errors,
         )
+
+    async def _run_actions(
+        self, request: JobRequest, job_id: str, result: Any
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Follow-up calls with the result; an optional one that fails is recorded, a required one fails the job."""
+        answers: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for action in request.actions:
+            action_input = ActionInput(action=action, result=result, job_input=request.input, job_id=job_id)
+
+            async def call(action_input: ActionInput = action_input) -> HttpOutcome:
+                return await self._activity(
+                    JobApiActivities.run_action, action_input, summary=f"action {action_input.action.name}"
+                )
+
+            try:
+                outcome = await self._until_success(f"action {action.name}", call, first_wait=0, fatal=False)
+            except _StepFailed as err:
+                if action.required:
+                    self._fail(JobState.FAILED, "ActionFailed", f"required action {action.name!r}: {err}")
+                errors[action.name] = str(err)
+                continue
+            answers[action.name] = outcome.result
+        return answers, errors
 
     # -- the step loop: call, classify, wait / pause / fail, repeat -----------------------------------------
 
@@ -223,16 +325,19 @@ class LongRunningJob:
         call: Callable[[], Awaitable[HttpOutcome]],
         *,
         first_wait: float,
-        spec: ApiSpec | None = None,
-        request: JobRequest | None = None,
+        before_wait: Callable[[], Awaitable[None]] | None = None,
+        fatal: bool = True,
     ) -> HttpOutcome:
-        """Make ``call`` until it succeeds, acting on each failure as the outcome table says."""
+        """Make ``call`` until it succeeds, acting on each failure as the outcome table says.
+
+        When the step gives up, it fails the job, or (``fatal=False``) raises :class:`_StepFailed`.
+        """
         wait = first_wait
         while True:
-            if spec is not None and request is not None:
-                await self._continue_as_new_if_due(spec, request)
+            if before_wait is not None:
+                await before_wait()
             if wait > 0:
-                await self._sleep(wait, spec)
+                await self._wait(wait)
             outcome = await call()
             decision = apply_outcome(self._status, outcome, self._options, step=step, now=workflow.now())
             match decision:
@@ -245,21 +350,30 @@ class LongRunningJob:
                     await self._pause_for_auth(step)
                     wait = 0  # retry the same step at once, with the same job id
                 case Fail(error_type=error_type, message=message):
+                    if not fatal:
+                        raise _StepFailed(error_type, message)
                     self._fail(JobState.FAILED, error_type, message)
 
-    async def _sleep(self, seconds: float, spec: ApiSpec | None) -> None:
-        """A durable timer, cut short by the job deadline (which then times the job out)."""
+    async def _wait(self, seconds: float) -> None:
+        """A durable timer, cut short by the job deadline (which then times the job out) or by a callback."""
         now = workflow.now()
         deadline = self._status.deadline
         assert deadline is not None
         remaining = (deadline - now).total_seconds()
         if remaining <= 0:
-            await self._time_out(spec, f"job did not finish within {self._options.job_timeout}")
+            await self._time_out(self._spec, f"job did not finish within {self._options.job_timeout}")
         seconds = min(seconds, remaining)
         self._status.next_poll_time = now + timedelta(seconds=seconds)
-        await workflow.sleep(seconds, summary=f"{self._status.state.value}: wait {seconds:g}s")
-        if workflow.now() >= deadline:
-            await self._time_out(spec, f"job did not finish within {self._options.job_timeout}")
+        summary = f"{self._status.state.value}: wait {seconds:g}s"
+        if self._options.completion == "poll":
+            await workflow.sleep(seconds, summary=summary)
+        else:
+            try:
+                await workflow.wait_condition(lambda: bool(self._callbacks), timeout=seconds, timeout_summary=summary)
+            except TimeoutError:
+                pass
+        if not self._callbacks and workflow.now() >= deadline:
+            await self._time_out(self._spec, f"job did not finish within {self._options.job_timeout}")
 
     async def _pause_for_auth(self, step: str) -> None:
         """Wait for ``resume``; the time paused does not count against the job timeout."""
@@ -273,6 +387,7 @@ class LongRunningJob:
             step,
             self._status.last_error.message if self._status.last_error else "",
         )
+        self._notify("auth_paused", error=self._status.last_error.message if self._status.last_error else None)
         try:
             await workflow.wait_condition(
                 lambda: self._resume_requested,
@@ -299,10 +414,68 @@ class LongRunningJob:
         if not (info.is_continue_as_new_suggested() or info.get_current_history_length() > MAX_EVENTS_PER_RUN):
             return
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._drain_notifications()
         workflow.logger.info("continuing as new after %d events", info.get_current_history_length())
         workflow.continue_as_new(
-            request.model_copy(update={"spec": spec, "carried_status": self._status.model_copy(deep=True)})
+            request.model_copy(
+                update={
+                    "spec": spec,
+                    "carried_status": self._status.model_copy(deep=True),
+                    "carried_callbacks": list(self._callbacks),
+                }
+            )
         )
+
+    # -- notifications --------------------------------------------------------------------------------------
+
+    def _notify(self, event: str, *, result: Any = None, error: str | None = None) -> None:
+        """Start the notifications for ``event``; they run beside the job, retried, and never fail it."""
+        targets = [t for t in self._request.notify if event in t.events]
+        if not targets:
+            return
+        info = workflow.info()
+        payload: dict[str, Any] = {
+            "event": event,
+            "workflow_id": info.workflow_id,
+            "api": self._status.api,
+            "job_id": self._status.job_id,
+            "state": self._status.state.value,
+            "poll_count": self._status.poll_count,
+            "total_error_count": self._status.total_error_count,
+            "at": workflow.now().isoformat(),
+        }
+        if result is not None:
+            payload["result"] = result
+        if error:
+            payload["error"] = error
+        if event == "auth_paused":
+            payload["resume_command"] = f"python starter.py resume {info.workflow_id}"
+            payload["resume_command_temporal_cli"] = (
+                f"temporal workflow signal --workflow-id {info.workflow_id} --name resume"
+            )
+        for target in targets:
+            self._notifications.append(
+                workflow.start_activity_method(
+                    JobApiActivities.send_notification,
+                    NotificationInput(url=target.url, event=event, payload=payload),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=NOTIFY_TIMEOUT,
+                    retry_policy=NOTIFY_RETRY,
+                    summary=f"notify {event}",
+                )
+            )
+
+    async def _drain_notifications(self) -> None:
+        """Give notifications in flight a bounded time to land before the run ends; failures are only logged."""
+        pending, self._notifications = self._notifications, []
+        if not pending:
+            return
+        done, still_pending = await workflow.wait(pending, timeout=NOTIFY_GRACE.total_seconds())
+        for task in done:
+            if task.exception() is not None:
+                workflow.logger.warning("a notification was not delivered: %s", task.exception())
+        if still_pending:
+            workflow.logger.warning("%d notifications still retrying when the job ended", len(still_pending))
 
     # -- endings --------------------------------------------------------------------------------------------
 
@@ -363,4 +536,3 @@ class LongRunningJob:
         if self._publish_job_state:
             workflow.upsert_search_attributes([JOB_STATE.value_set(self._status.state.value)])
         workflow.set_current_details(f"state: {self._status.state.value}; job id: {self._status.job_id or '-'}")
-

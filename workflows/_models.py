@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
-from jobspec import ApiSpec
+from jobspec import ActionSpec, ApiSpec
 
 TASK_QUEUE = "long-running-jobs"
 WORKFLOW_TYPE = "LongRunningJob"
@@ -67,6 +67,12 @@ class JobOptions(BaseModel):
     max_backoff_seconds: float = Field(default=300.0, gt=0)
     max_consecutive_errors: int = Field(default=5, ge=1)
     auth_pause_timeout: Duration = Field(default=timedelta(days=7), gt=timedelta(0))
+    completion: Literal["poll", "callback", "hybrid"] = Field(
+        default="poll",
+        description="poll: poll every poll_interval_seconds; callback: wait for the API's callback (until the "
+        "job timeout); hybrid: callback first, with slow fallback polling",
+    )
+    callback_fallback_poll_seconds: float = Field(default=60.0, gt=0)
 
 
 class ErrorInfo(BaseModel):
@@ -105,7 +111,21 @@ class JobStatus(BaseModel):
     deadline: datetime | None = None
     paused_since: datetime | None = None
     resume_note: str | None = None
+    callbacks_received: int = 0
     runs: int = 1
+
+
+NotifyEvent = Literal["submitted", "auth_paused", "succeeded", "failed", "cancelled", "timed_out"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("submitted", "auth_paused", "succeeded", "failed", "cancelled", "timed_out")
+
+
+class NotifyTarget(BaseModel):
+    """An outbound webhook: POSTed (Standard Webhooks signed) on the listed events; never blocks the job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
 
 
 class JobRequest(JobOptions):
@@ -125,8 +145,11 @@ class JobRequest(JobOptions):
         description="upsert the JobState search attribute; off only where the namespace cannot have it "
         "(the time-skipping test server implements no search attribute registration)",
     )
-    # Set only by continue-as-new: the previous run's state.
+    notify: list[NotifyTarget] = Field(default_factory=list)
+    actions: list[ActionSpec] = Field(default_factory=list)
+    # Set only by continue-as-new: the previous run's state, and callbacks not yet acted on.
     carried_status: JobStatus | None = None
+    carried_callbacks: list[Any] = Field(default_factory=list)
 
 
 class JobResult(BaseModel):
@@ -138,6 +161,8 @@ class JobResult(BaseModel):
     poll_count: int
     total_error_count: int
     runs: int = 1
+    actions: dict[str, Any] = Field(default_factory=dict)
+    action_errors: dict[str, str] = Field(default_factory=dict)
 
 
 class ResumeInput(BaseModel):
