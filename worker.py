@@ -17,12 +17,20 @@ from workflows import TASK_QUEUE
 def main() -> None:
     parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.splitlines()[0])
     parser.add_argument("--task-queue", default=TASK_QUEUE, help="task queue to poll (default: %(default)s)")
+    parser.add_argument(
+        "--callbacks-port", type=int, metavar="PORT",
+        help="also run the callback receiver on this port (needs CALLBACK_SECRET; for --completion callback/hybrid)",
+    )
+    parser.add_argument("--callbacks-host", default="127.0.0.1", help="address of the callback receiver")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One line per HTTP request would drown the log at any volume; the workflow logs what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    run_command(run_worker(task_queue=args.task_queue), prog="worker.py")
+    run_command(
+        run_worker(task_queue=args.task_queue, callbacks_port=args.callbacks_port, callbacks_host=args.callbacks_host),
+        prog="worker.py",
+    )
 
 
 if __name__ == "__main__":

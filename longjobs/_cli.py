@@ -35,6 +35,10 @@ _FLAG_FOR_FIELD = {
     "max_consecutive_errors": "--max-consecutive-errors",
     "auth_pause_timeout": "--auth-pause-timeout",
     "api": "--api",
+    "completion": "--completion",
+    "callback_fallback_poll_seconds": "--callback-fallback-poll",
+    "notify": "--notify",
+    "actions": "--action",
 }
 
 QUERY_TIMEOUT_SECONDS = 5.0
@@ -69,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-consecutive-errors", type=int, metavar="N", help="fail after N errors in a row (default 5)"
     )
     start.add_argument("--auth-pause-timeout", metavar="DURATION", help="fail if not resumed within (default 7d)")
+    start.add_argument(
+        "--completion", choices=["poll", "callback", "hybrid"],
+        help="poll (default); callback: wait for the API to call back; hybrid: callback with slow fallback polling",
+    )
+    start.add_argument("--callback-fallback-poll", type=float, metavar="S", help="hybrid's polling interval (60)")
+    start.add_argument("--notify", action="append", default=[], metavar="URL",
+                       help="POST signed notifications of the job's events here (repeatable)")
+    start.add_argument("--action", action="append", default=[], metavar="NAME=URL",
+                       help="after success, POST the result here; its answer lands in the result (repeatable)")
     start.add_argument("--wait", action="store_true", help="wait for the end; exit code as for 'result'")
     start.add_argument(
         "--no-check", action="store_true", help="skip the check that the API's host answers from here"
@@ -120,14 +133,15 @@ def _job_input(args: argparse.Namespace) -> Any:
         raise UserError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
+def _pair(text: str, flag: str, shape: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise UserError(f"{flag} {text!r}: expected {shape}")
+    return name.strip(), value
+
+
 def _variables(pairs: list[str]) -> dict[str, str]:
-    variables: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise UserError(f"--var {pair!r}: expected NAME=VALUE")
-        variables[name.strip()] = value
-    return variables
+    return dict(_pair(pair, "--var", "NAME=VALUE") for pair in pairs)
 
 
 def build_request(args: argparse.Namespace) -> JobRequest:
@@ -145,15 +159,26 @@ def build_request(args: argparse.Namespace) -> JobRequest:
         ("max_backoff_seconds", args.max_backoff),
         ("max_consecutive_errors", args.max_consecutive_errors),
         ("auth_pause_timeout", args.auth_pause_timeout and parse_duration(args.auth_pause_timeout)),
+        ("completion", args.completion),
+        ("callback_fallback_poll_seconds", args.callback_fallback_poll),
     ):
         if value is not None:
             fields[field] = value
+    if args.notify:
+        fields["notify"] = [{"url": url} for url in args.notify]
+    if args.action:
+        pairs = [_pair(action, "--action", "NAME=URL") for action in args.action]
+        fields["actions"] = [{"name": name, "url": url} for name, url in pairs]
     try:
-        return JobRequest.model_validate(fields)
+        request = JobRequest.model_validate(fields)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""
         raise UserError(f"{_FLAG_FOR_FIELD.get(field, field)}: {err['msg']}") from None
+    if request.completion != "poll" and spec.callback is None:
+        raise UserError(f"--completion {request.completion}: API {spec.name!r} does not call back (its spec has no "
+                        "callback section); use --completion poll")
+    return request
 
 
 async def _check_reachable(base_url: str) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 from collections.abc import Mapping
 from datetime import timedelta
@@ -91,16 +93,37 @@ async def ensure_search_attributes(client: Client) -> None:
         ) from None
 
 
-async def run_worker(*, task_queue: str = TASK_QUEUE) -> int:
-    """Run until SIGTERM or SIGINT, then finish in-flight tasks (bounded) and return 0."""
+async def run_worker(
+    *, task_queue: str = TASK_QUEUE, callbacks_port: int | None = None, callbacks_host: str = "127.0.0.1"
+) -> int:
+    """Run until SIGTERM or SIGINT, then finish in-flight tasks (bounded) and return 0.
+
+    With ``callbacks_port`` the callback receiver runs in this process too, and activities give APIs callback
+    URLs on it (``CALLBACK_BASE_URL``, when set, says how the APIs reach it instead).
+    """
+    from callbacks import ReceiverSettings, running_receiver
+
+    settings = ReceiverSettings.from_environ(os.environ) if callbacks_port is not None else None
     client = await connect_client()
     await ensure_search_attributes(client)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with new_http_client() as http:
-        worker = new_worker(client, http, task_queue=task_queue)
+    async with contextlib.AsyncExitStack() as stack:
+        environ: dict[str, str] = dict(os.environ)
+        if settings is not None and callbacks_port is not None:
+            try:
+                receiver = await stack.enter_async_context(
+                    running_receiver(client, settings, host=callbacks_host, port=callbacks_port)
+                )
+            except OSError as exc:
+                where = f"{callbacks_host}:{callbacks_port}"
+                raise UserError(f"cannot serve callbacks on {where}: {exc.strerror}") from None
+            environ.setdefault("CALLBACK_BASE_URL", receiver.url)
+            log.info("callback receiver at %s (callback URLs: %s)", receiver.url, environ["CALLBACK_BASE_URL"])
+        http = await stack.enter_async_context(new_http_client())
+        worker = new_worker(client, http, task_queue=task_queue, environ=environ)
         async with worker:
             log.info("worker running on task queue %r at %s", task_queue, client.service_client.config.target_host)
             await stop.wait()
