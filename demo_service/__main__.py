@@ -1,13 +1,26 @@
-"""Command line entry point: ``python -m demo_service --port 8000 [--host H] [--token T] [--admin-key K]``."""
+"""Command line entry point.
+
+``python -m demo_service --port 8000 [--host H] [--token T] [--admin-key K] [--webhook-secret S]``; the webhook
+secret defaults to ``$DEMO_WEBHOOK_SECRET``, else the built-in ``DEFAULT_WEBHOOK_SECRET``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
-from demo_service.app import DEFAULT_ADMIN_KEY, DEFAULT_TOKEN, create_app, service_url, start_runner
+from demo_service.app import (
+    DEFAULT_ADMIN_KEY,
+    DEFAULT_TOKEN,
+    DEFAULT_WEBHOOK_SECRET,
+    check_webhook_secret,
+    create_app,
+    service_url,
+    start_runner,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,15 +36,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--admin-key", default=DEFAULT_ADMIN_KEY, help="X-Admin-Key for /admin routes (default: %(default)s)"
     )
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("DEMO_WEBHOOK_SECRET") or DEFAULT_WEBHOOK_SECRET,
+        help="Standard Webhooks secret (whsec_...) that signs callbacks "
+        "(default: $DEMO_WEBHOOK_SECRET, else the public demo secret)",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
+    try:
+        check_webhook_secret(args.webhook_secret)
+    except ValueError as exc:
+        parser.error(f"--webhook-secret: {exc}")
     return args
 
 
 async def serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; return the process exit code."""
-    app = create_app(token=args.token, admin_key=args.admin_key)
+    app = create_app(token=args.token, admin_key=args.admin_key, webhook_secret=args.webhook_secret)
     try:
         runner, port = await start_runner(app, args.host, args.port)
     except OSError as exc:

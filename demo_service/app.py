@@ -2,33 +2,49 @@
 
 Everything lives in memory in one :class:`DemoState` per application, so a test can start a service, drive it
 over real HTTP and then inspect ``service.state`` directly.
+
+A job submitted with a ``callback_url`` is announced there once it ends: a POST of the job's JSON (as
+``GET /jobs/{id}`` shows it), signed the Standard Webhooks way with the service's webhook secret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import json
+import logging
 import math
 import socket
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeGuard
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from callbacks._signing import SECRET_PREFIX, signed_headers
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TOKEN = "demo-token"
 DEFAULT_ADMIN_KEY = "demo-admin"
 DEFAULT_WORK_SECONDS = 3.0
+# A fixed, public demo value: callbacks of the demo service are verifiable out of the box, and secret to no one.
+DEFAULT_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"longjobs-demo-webhook-secret-32b").decode()
+# Pauses between callback delivery attempts: three attempts in all.
+CALLBACK_RETRY_DELAYS = (0.5, 1.0)
+CALLBACK_TIMEOUT_SECONDS = 5.0
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FaultMatch = Literal["submit", "poll", "cancel", "any"]
-_KNOBS = frozenset({"work_seconds", "work_polls", "fail"})
+_KNOBS = frozenset({"work_seconds", "work_polls", "fail", "callback_url", "callback_drop"})
 _FAULT_KEYS = frozenset(
     {"match", "status", "times", "retry_after", "delay_seconds", "body", "reset", "trickle_seconds"}
 )
@@ -52,11 +68,36 @@ class Job:
     polls: int = 0
     # Set once the job has ended, so an ended job never changes again (and a cancel can get a 409).
     final: tuple[JobStatus, int] | None = None
+    callback_url: str | None = None
+    callback_drop: bool = False
+    # Called once when the job ends (its outcome frozen or cancelled); the service uses it to call back.
+    on_end: Callable[[Job], None] | None = field(default=None, repr=False, compare=False)
+    # The pending wake-up of a time-based job that calls back, so it can end without anyone polling.
+    timer: asyncio.Task[None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def end_time(self) -> float:
+        """When (``time.monotonic()``) a time-based job's work is complete."""
+        return self.created + self.work_seconds
 
     def observe(self) -> tuple[JobStatus, int]:
         """Return ``(status, progress)`` now, freezing the outcome the first time the work is complete."""
         if self.final is not None:
             return self.final
+        now = self._progress_now()
+        if now[0] in ("succeeded", "failed"):
+            self._end(now)
+        return now
+
+    def cancel(self) -> None:
+        """Mark the job cancelled, keeping the progress it had reached."""
+        if self.final is not None:
+            self.final = ("cancelled", self.final[1])  # ended already, so it has called back already
+        else:
+            self._end(("cancelled", self._progress_now()[1]))
+
+    def _progress_now(self) -> tuple[JobStatus, int]:
+        """Where the work is now, without freezing anything."""
         if self.work_polls is not None:
             if self.polls == 0:
                 return "queued", 0
@@ -68,13 +109,12 @@ class Job:
                 fraction = elapsed / self.work_seconds
                 # The first tenth looks queued, like a real API that has not picked the job up yet.
                 return ("queued", 0) if fraction < 0.1 else ("running", min(99, int(fraction * 100)))
-        final: tuple[JobStatus, int] = ("failed" if self.fail is not None else "succeeded", 100)
-        self.final = final
-        return final
+        return ("failed" if self.fail is not None else "succeeded"), 100
 
-    def cancel(self) -> None:
-        """Mark the job cancelled, keeping the progress it had reached."""
-        self.final = ("cancelled", self.observe()[1])
+    def _end(self, final: tuple[JobStatus, int]) -> None:
+        self.final = final
+        if self.on_end is not None:
+            self.on_end(self)
 
     def stats(self) -> dict[str, Any]:
         """The job's entry in ``GET /admin/stats``."""
@@ -146,10 +186,16 @@ class Fault:
 
 @dataclass
 class DemoState:
-    """All mutable state of one service instance: the accepted credentials, jobs, counters and faults."""
+    """All mutable state of one service instance: the accepted credentials, jobs, counters and faults.
+
+    Callbacks go out through ``http``, the application's shared client session (set while the application
+    runs); without it a job's callback counts as failed at once. ``callback_retry_delays`` are the pauses
+    between delivery attempts (one attempt more than pauses); tests may shorten them.
+    """
 
     token: str = DEFAULT_TOKEN
     admin_key: str = DEFAULT_ADMIN_KEY
+    webhook_secret: str = DEFAULT_WEBHOOK_SECRET
     jobs: dict[str, Job] = field(default_factory=dict)
     jobs_by_idempotency_key: dict[str, str] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
@@ -157,13 +203,33 @@ class DemoState:
     submit_requests: int = 0
     poll_requests: int = 0
     cancel_requests: int = 0
+    callbacks_sent: int = 0
+    callbacks_failed: int = 0
+    # Every POST made to a callback URL, successful or not (not part of the stats document).
+    callback_attempts: int = 0
+    callback_retry_delays: tuple[float, ...] = CALLBACK_RETRY_DELAYS
+    http: aiohttp.ClientSession | None = field(default=None, repr=False)
+    # Pending wake-ups and deliveries, cancelled on reset and on shutdown.
+    callback_tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     def reset(self) -> None:
-        """Forget all jobs, counters and faults (the credentials are kept)."""
+        """Forget all jobs, counters, faults and pending callbacks (the credentials are kept)."""
+        for task in self.callback_tasks:
+            task.cancel()
         self.jobs.clear()
         self.jobs_by_idempotency_key.clear()
         self.faults.clear()
         self.jobs_created = self.submit_requests = self.poll_requests = self.cancel_requests = 0
+        self.callbacks_sent = self.callbacks_failed = self.callback_attempts = 0
+
+    async def close_callbacks(self) -> None:
+        """Stop sending callbacks: cancel the pending ones and wait until they have wound down."""
+        self.http = None
+        while self.callback_tasks:
+            tasks = list(self.callback_tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def take_fault(self, kind: str) -> Fault | None:
         """Consume one use of the first queued fault matching ``kind`` (submit, poll or cancel), if any."""
@@ -186,6 +252,12 @@ class DemoState:
         fail = body.get("fail")
         if fail is not None and not isinstance(fail, str):
             raise BadRequest("fail must be a string")
+        callback_url = body.get("callback_url")
+        if callback_url is not None and not _is_http_url(callback_url):
+            raise BadRequest("callback_url must be an http or https URL")
+        callback_drop = body.get("callback_drop", False)
+        if not isinstance(callback_drop, bool):
+            raise BadRequest("callback_drop must be a boolean")
         if idempotency_key is not None and idempotency_key in self.jobs_by_idempotency_key:
             return self.jobs[self.jobs_by_idempotency_key[idempotency_key]]
         job = Job(
@@ -195,12 +267,68 @@ class DemoState:
             work_polls=work_polls,
             fail=fail,
             idempotency_key=idempotency_key,
+            callback_url=callback_url,
+            callback_drop=callback_drop,
         )
         self.jobs[job.id] = job
         if idempotency_key is not None:
             self.jobs_by_idempotency_key[idempotency_key] = job.id
         self.jobs_created += 1
+        if callback_url is not None and not callback_drop:
+            job.on_end = self._job_ended
+            if work_polls is None:
+                # Nobody has to poll a time-based job for it to end, and call back, on time.
+                job.timer = self._spawn(self._wake(job))
         return job
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+        if self.http is None:
+            coro.close()
+            return None
+        task = asyncio.get_running_loop().create_task(coro)
+        self.callback_tasks.add(task)
+        task.add_done_callback(self.callback_tasks.discard)
+        return task
+
+    async def _wake(self, job: Job) -> None:
+        """End a time-based job when its time is up (``observe()`` freezes it and so calls back)."""
+        # The extra millisecond keeps a timer that fires a hair early from finding the work unfinished.
+        await asyncio.sleep(max(0.0, job.end_time - time.monotonic()) + 0.001)
+        job.observe()
+
+    def _job_ended(self, job: Job) -> None:
+        """Send the callback of a job that has just ended (called exactly once per job, by the job)."""
+        if job.timer is not None and job.timer is not _current_task():
+            job.timer.cancel()
+        job.timer = None
+        if job.callback_url is None or job.callback_drop:
+            return
+        # The body is taken now, at the moment the job ends, as a poll would show it.
+        body = json.dumps(job.to_json()).encode()
+        if self._spawn(self._deliver(job.callback_url, body)) is None:
+            self.callbacks_failed += 1  # not running: there is no one to send it
+
+    async def _deliver(self, url: str, body: bytes) -> None:
+        """POST one signed callback, retrying connection errors and non-2xx answers; count the outcome."""
+        session = self.http
+        assert session is not None  # _spawn only runs this while the application runs
+        msg_id = f"msg_{uuid.uuid4().hex[:24]}"  # one id for all attempts, so a receiver can deduplicate
+        for attempt in range(len(self.callback_retry_delays) + 1):
+            if attempt:
+                await asyncio.sleep(self.callback_retry_delays[attempt - 1])
+            headers = {"Content-Type": "application/json", **signed_headers(self.webhook_secret, body, msg_id=msg_id)}
+            self.callback_attempts += 1
+            try:
+                async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                    if 200 <= response.status < 300:
+                        self.callbacks_sent += 1
+                        return
+                    problem = f"HTTP {response.status}"
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            logger.info("callback to %s failed (attempt %d): %s", url, attempt + 1, problem)
+        logger.warning("callback to %s given up after %d attempts", url, len(self.callback_retry_delays) + 1)
+        self.callbacks_failed += 1
 
     def stats(self) -> dict[str, Any]:
         """The ``GET /admin/stats`` document."""
@@ -209,6 +337,8 @@ class DemoState:
             "submit_requests": self.submit_requests,
             "poll_requests": self.poll_requests,
             "cancel_requests": self.cancel_requests,
+            "callbacks_sent": self.callbacks_sent,
+            "callbacks_failed": self.callbacks_failed,
             "jobs": {job.id: job.stats() for job in self.jobs.values()},
         }
 
@@ -219,6 +349,24 @@ STATE_KEY = web.AppKey("demo_service_state", DemoState)
 def _is_int(value: object) -> TypeGuard[int]:
     # bool is an int subclass, but `true` is never a sensible count or status.
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running event loop
+        return None
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _seconds(data: dict[str, Any], name: str, default: float) -> float:
@@ -359,11 +507,43 @@ async def _admin_reset(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def create_app(*, token: str = DEFAULT_TOKEN, admin_key: str = DEFAULT_ADMIN_KEY) -> web.Application:
-    """Build the demo job service application; its state is ``app[STATE_KEY]``."""
+async def _callback_client(app: web.Application) -> AsyncIterator[None]:
+    """The one client session all callbacks share, open while the application runs (a ``cleanup_ctx``)."""
+    state = app[STATE_KEY]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_SECONDS)) as session:
+        state.http = session
+        try:
+            yield
+        finally:
+            # Pending callbacks are cancelled and awaited before the session closes under them.
+            await state.close_callbacks()
+
+
+def check_webhook_secret(secret: str) -> None:
+    """Raise ``ValueError`` unless ``secret`` can sign (``whsec_`` + base64, or any other non-empty string)."""
+    if not secret:
+        raise ValueError("the webhook secret must not be empty")
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+        except ValueError:
+            key = b""
+        if not key:
+            raise ValueError(f"a webhook secret starting with {SECRET_PREFIX} must continue with a base64 key")
+
+
+def create_app(
+    *, token: str = DEFAULT_TOKEN, admin_key: str = DEFAULT_ADMIN_KEY, webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+) -> web.Application:
+    """Build the demo job service application; its state is ``app[STATE_KEY]``.
+
+    ``webhook_secret`` signs the callbacks (Standard Webhooks); a malformed one raises ``ValueError``.
+    """
+    check_webhook_secret(webhook_secret)
     # Generous body limit so a fault can carry a huge response body (aiohttp's default is 1 MiB).
     app = web.Application(middlewares=[_gatekeeper], client_max_size=64 * 1024 * 1024)
-    app[STATE_KEY] = DemoState(token=token, admin_key=admin_key)
+    app[STATE_KEY] = DemoState(token=token, admin_key=admin_key, webhook_secret=webhook_secret)
+    app.cleanup_ctx.append(_callback_client)
     # Route names double as the fault `match` kinds and the admin marker used by the middleware.
     app.router.add_post("/jobs", _submit, name="submit")
     app.router.add_get("/jobs/{job_id}", _poll, name="poll", allow_head=False)
@@ -411,13 +591,18 @@ class DemoService:
 
 @contextlib.asynccontextmanager
 async def running_demo_service(
-    *, host: str = "127.0.0.1", port: int = 0, token: str = DEFAULT_TOKEN, admin_key: str = DEFAULT_ADMIN_KEY
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str = DEFAULT_TOKEN,
+    admin_key: str = DEFAULT_ADMIN_KEY,
+    webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
 ) -> AsyncIterator[DemoService]:
     """Run the demo service in the current event loop for the duration of the ``async with`` block.
 
     The default ``port=0`` binds a free port; read the real one from ``service.url`` / ``service.port``.
     """
-    app = create_app(token=token, admin_key=admin_key)
+    app = create_app(token=token, admin_key=admin_key, webhook_secret=webhook_secret)
     runner, bound_port = await start_runner(app, host, port)
     try:
         yield DemoService(url=service_url(host, bound_port), host=host, port=bound_port, state=app[STATE_KEY], app=app)

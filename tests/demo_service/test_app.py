@@ -199,7 +199,15 @@ async def test_clear_faults_and_reset(client: httpx.AsyncClient, service: DemoSe
     await add_fault(client, match="any", status=500)
     assert (await client.post("/admin/reset", headers=ADMIN)).status_code == 200
     stats = (await client.get("/admin/stats", headers=ADMIN)).json()
-    assert stats == {"jobs_created": 0, "submit_requests": 0, "poll_requests": 0, "cancel_requests": 0, "jobs": {}}
+    assert stats == {
+        "jobs_created": 0,
+        "submit_requests": 0,
+        "poll_requests": 0,
+        "cancel_requests": 0,
+        "callbacks_sent": 0,
+        "callbacks_failed": 0,
+        "jobs": {},
+    }
     assert service.state.faults == []
 
 
@@ -230,6 +238,8 @@ async def test_stats_counters(service: DemoService, client: httpx.AsyncClient) -
         "submit_requests": 2,
         "poll_requests": 3,
         "cancel_requests": 1,
+        "callbacks_sent": 0,
+        "callbacks_failed": 0,
         "jobs": {job_id: {"idempotency_key": None, "polls": 1, "status": "cancelled"}},
     }
 
