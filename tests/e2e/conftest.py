@@ -49,10 +49,10 @@ class Cli:
     async def temporal(self, *args: str) -> Completed:
         return await self.run("temporal", *args, "--address", self.address)
 
-    async def start_worker(self) -> asyncio.subprocess.Process:
+    async def start_worker(self, *extra: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
         log = self.worker_log.open("ab")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "worker.py", "--task-queue", self.task_queue, cwd=ROOT, env=self.env,
+            sys.executable, "worker.py", "--task-queue", self.task_queue, *extra, cwd=ROOT, env=env or self.env,
             stdout=log, stderr=log,
         )
         log.close()

@@ -7,12 +7,13 @@ import base64
 import binascii
 import json
 import signal
+import socket
 from typing import Any
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from demo_service import DemoService
+from demo_service import DEFAULT_WEBHOOK_SECRET, DemoService
 from tests.conftest import DEMO_TOKEN, unique_id
 from tests.e2e.conftest import Cli, eventually
 
@@ -222,3 +223,29 @@ async def test_demo_command_runs_the_whole_story(cli: Cli) -> None:
     assert "429" in done.stdout
     assert "created exactly 1 job" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+async def test_completion_by_callback_through_worker_receiver(cli: Cli, demo: DemoService) -> None:
+    port = free_port()
+    env = dict(cli.env, CALLBACK_SECRET="e2e-callback-secret", CALLBACK_SIGNING_SECRET=DEFAULT_WEBHOOK_SECRET)
+    worker = await cli.start_worker("--callbacks-port", str(port), env=env)
+    try:
+        workflow_id = unique_id("e2e-callback")
+        done = await cli.starter("start", "--api", "demo", "--id", workflow_id, "--task-queue", cli.task_queue,
+                                 "--completion", "callback", "--input", '{"work_seconds": 2}', "--wait")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert demo.state.callbacks_sent == 1
+        assert demo.state.poll_requests == 1  # the one GET that confirms the callback; no polling
+        status = await _status(cli, workflow_id)
+        assert status["callbacks_received"] == 1
+        assert "e2e-callback-secret" not in cli.worker_log.read_text()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 30) == 0, cli.worker_log.read_text()[-2000:]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
