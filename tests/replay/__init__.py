@@ -1,0 +1,1 @@
+"""Replay-safety tests: recorded LongRunningJob histories replayed against the current workflow code."""
