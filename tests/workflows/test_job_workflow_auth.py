@@ -21,11 +21,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from demo_service import DemoService
 from tests.conftest import DEMO_TOKEN, start_worker
-from tests.workflows.test_job_workflow import (
+from tests.workflows._support import (
     clear_faults,
     failure_of,
     inject,
-    no_leftover_workflows,  # noqa: F401  (the autouse fixture)
     only_job,
     result_of,
     start,

@@ -17,10 +17,9 @@ from temporalio.testing import WorkflowEnvironment
 from demo_service import DemoService
 from jobspec import HttpTimeouts
 from tests.conftest import demo_request, start_worker, unique_id
-from tests.workflows.test_job_workflow import (
+from tests.workflows._support import (
     failure_of,
     inject,
-    no_leftover_workflows,  # noqa: F401  (the autouse fixture)
     only_job,
     result_of,
     start,
