@@ -98,6 +98,7 @@ class NotificationInput(BaseModel):
     url: str
     event: str
     payload: dict[str, Any]
+    message_id: str = ""
 
 
 class ActionInput(BaseModel):
@@ -294,7 +295,8 @@ class JobApiActivities:
         headers = {"Content-Type": "application/json", "User-Agent": "longjobs"}
         secret = read_secret_setting(self._environ, "NOTIFY_SIGNING_SECRET")
         if secret:
-            headers.update(signed_headers(secret, body, msg_id=f"{activity.info().workflow_id}:{input.event}"))
+            msg_id = input.message_id or f"{activity.info().workflow_id}:{activity.info().activity_id}"
+            headers.update(signed_headers(secret, body, msg_id=msg_id))
         try:
             response = await self._http.post(input.url, content=body, headers=headers, timeout=httpx.Timeout(15.0))
         except httpx.HTTPError as exc:

@@ -52,13 +52,13 @@ HTTP_ACTIVITY_TIMEOUT = timedelta(minutes=3)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
 )
-# Notifications are retried by Temporal with backoff, and never block or fail the job.
+# Notifications are retried by Temporal with backoff beside the job, and never fail it.
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60),
     maximum_attempts=8,
 )
 NOTIFY_TIMEOUT = timedelta(minutes=10)
-# How long the job's end waits for its last notifications to be delivered.
+# How long the run stays open at the job's end for its last notifications to land (retries stop when it closes).
 NOTIFY_GRACE = timedelta(minutes=2)
 # Past this many events a run hands over to a new one even if the server has not suggested it yet; well
 # under the 10,240-event warning.
@@ -87,6 +87,7 @@ class LongRunningJob:
         self._callbacks: list[Any] = []
         self._notifications: list[ActivityHandle[Any]] = []
         self._spec: ApiSpec | None = None
+        self._notification_count = 0
 
     # -- messages -------------------------------------------------------------------------------------------
 
@@ -202,7 +203,12 @@ class LongRunningJob:
         webhook_only = spec.callback is not None and spec.callback.webhook_only
 
         async def read_status() -> HttpOutcome:
-            if webhook_only and self._callbacks:
+            if webhook_only:
+                if not self._callbacks:
+                    # No status call to make: until a callback comes, the job is simply still running.
+                    return HttpOutcome(
+                        outcome=OutcomeClass.OK, phase=JobPhase.RUNNING, status_word="waiting for callback"
+                    )
                 # No status call to confirm with: the verified callback's body is the status.
                 payload, self._callbacks = self._callbacks[0], self._callbacks[1:]
                 body = payload.get("body") if isinstance(payload, dict) else payload
@@ -454,10 +460,13 @@ class LongRunningJob:
                 f"temporal workflow signal --workflow-id {info.workflow_id} --name resume"
             )
         for target in targets:
+            self._notification_count += 1
+            # One id per message, the same on every retry of it: receivers deduplicate by it.
+            message_id = f"{info.workflow_id}:{info.run_id}:{self._notification_count}"
             self._notifications.append(
                 workflow.start_activity_method(
                     JobApiActivities.send_notification,
-                    NotificationInput(url=target.url, event=event, payload=payload),
+                    NotificationInput(url=target.url, event=event, payload=payload, message_id=message_id),
                     start_to_close_timeout=timedelta(seconds=30),
                     schedule_to_close_timeout=NOTIFY_TIMEOUT,
                     retry_policy=NOTIFY_RETRY,
