@@ -37,7 +37,7 @@ from callbacks._receiver import start_receiver
 from demo_service import DEFAULT_WEBHOOK_SECRET, running_demo_service
 from jobspec import ApiSpec, load_spec, resolve_spec
 from longjobs import new_http_client, new_worker
-from workflows import JOB_STATE, JobRequest, JobState, LongRunningJob
+from workflows import SEARCH_ATTRIBUTE_KEYS, JobRequest, JobState, LongRunningJob
 
 TOKEN = "bench-token"
 
@@ -111,7 +111,8 @@ def report(measure: Measure, ids: list[str], elapsed: float, args: argparse.Name
 async def main(args: argparse.Namespace) -> None:
     temporal = str(Path(sys.executable).parent / "temporal")
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal, data_converter=pydantic_data_converter, search_attributes=[JOB_STATE],
+        dev_server_existing_path=temporal, data_converter=pydantic_data_converter,
+        search_attributes=list(SEARCH_ATTRIBUTE_KEYS),
         dev_server_extra_args=["--log-level", "error"], ui=False,
     )
     token_secret = secrets.token_hex(16)

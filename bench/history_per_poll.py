@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from demo_service import running_demo_service
 from jobspec import load_spec, resolve_spec
 from longjobs import new_http_client, new_worker
-from workflows import JOB_STATE, JobRequest, LongRunningJob
+from workflows import SEARCH_ATTRIBUTE_KEYS, JobRequest, LongRunningJob
 
 
 async def measure(env: WorkflowEnvironment, service_url: str, http: object, polls: int, jobs: int) -> float:
@@ -50,7 +50,8 @@ async def measure(env: WorkflowEnvironment, service_url: str, http: object, poll
 async def main(polls: int, jobs: int) -> None:
     temporal = str(Path(sys.executable).parent / "temporal")
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal, data_converter=pydantic_data_converter, search_attributes=[JOB_STATE],
+        dev_server_existing_path=temporal, data_converter=pydantic_data_converter,
+        search_attributes=list(SEARCH_ATTRIBUTE_KEYS),
         dev_server_extra_args=["--log-level", "error"], ui=False,
     )
     async with env, running_demo_service(port=0, token="bench") as service, new_http_client() as http:

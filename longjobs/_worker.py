@@ -26,7 +26,10 @@ log = logging.getLogger("longjobs.worker")
 
 # Search attributes the workflow upserts. Upserting one the namespace does not know fails every workflow
 # task, so the worker makes sure they exist before it takes any work.
-SEARCH_ATTRIBUTES = {"JobState": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
+SEARCH_ATTRIBUTES = {
+    "JobState": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "JobApi": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+}
 
 
 def new_http_client() -> httpx.AsyncClient:
@@ -88,8 +91,8 @@ async def ensure_search_attributes(client: Client) -> None:
         names = " and ".join(SEARCH_ATTRIBUTES)
         raise UserError(
             f"cannot check or register the search attribute {names} in namespace {client.namespace!r} "
-            f"({exc.message}); register it once: temporal operator search-attribute create --name JobState "
-            "--type Keyword (Temporal Cloud: tcld namespace search-attributes add)"
+            f"({exc.message}); register them once: temporal operator search-attribute create --name JobState "
+            "--type Keyword --name JobApi --type Keyword (Temporal Cloud: tcld namespace search-attributes add)"
         ) from None
 
 

@@ -24,7 +24,7 @@ from temporalio.worker import Worker
 from demo_service import DemoService, running_demo_service
 from jobspec import ApiSpec, load_spec, resolve_spec
 from longjobs import new_worker
-from workflows import JOB_STATE, JobRequest
+from workflows import SEARCH_ATTRIBUTE_KEYS, JobRequest
 
 DEMO_TOKEN = "test-token-9f3c"  # a value distinctive enough to grep for in histories and logs
 
@@ -55,7 +55,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
         data_converter=pydantic_data_converter,
-        search_attributes=[JOB_STATE],
+        search_attributes=list(SEARCH_ATTRIBUTE_KEYS),
         dev_server_extra_args=["--log-level", "error"],
         ui=False,
     )

@@ -1,6 +1,6 @@
 """The ``LongRunningJob`` workflow, its input, state and result models."""
 
-from workflows._job_workflow import JOB_STATE, LongRunningJob
+from workflows._job_workflow import JOB_API, JOB_STATE, SEARCH_ATTRIBUTE_KEYS, LongRunningJob
 from workflows._models import (
     TASK_QUEUE,
     WORKFLOW_TYPE,
@@ -16,7 +16,9 @@ from workflows._models import (
 )
 
 __all__ = [
+    "JOB_API",
     "JOB_STATE",
+    "SEARCH_ATTRIBUTE_KEYS",
     "TASK_QUEUE",
     "WORKFLOW_TYPE",
     "ErrorInfo",

@@ -44,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 JOB_STATE = SearchAttributeKey.for_keyword("JobState")
+JOB_API = SearchAttributeKey.for_keyword("JobApi")
+SEARCH_ATTRIBUTE_KEYS = (JOB_STATE, JOB_API)
 
 # An HTTP call is bounded by the spec's timeouts (at most 2 x read timeout); these leave room on top.
 HTTP_ACTIVITY_TIMEOUT = timedelta(minutes=3)
@@ -134,7 +136,7 @@ class LongRunningJob:
             self._callbacks = [*request.carried_callbacks, *self._callbacks]
         else:
             self._status = JobStatus(api=request.api, started_at=now, deadline=now + self._options.job_timeout)
-            self._publish_state()
+            self._publish_state(first=True)
         spec: ApiSpec | None = request.spec
         try:
             if spec is None:
@@ -541,7 +543,11 @@ class LongRunningJob:
             self._status.state = state
             self._publish_state()
 
-    def _publish_state(self) -> None:
+    def _publish_state(self, *, first: bool = False) -> None:
         if self._publish_job_state:
-            workflow.upsert_search_attributes([JOB_STATE.value_set(self._status.state.value)])
+            updates = [JOB_STATE.value_set(self._status.state.value)]
+            if first:
+                # In the same upsert as the first JobState: one command either way, so histories still replay.
+                updates.append(JOB_API.value_set(self._status.api))
+            workflow.upsert_search_attributes(updates)
         workflow.set_current_details(f"state: {self._status.state.value}; job id: {self._status.job_id or '-'}")

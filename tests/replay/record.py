@@ -42,7 +42,7 @@ from callbacks import ReceiverSettings, running_receiver
 from demo_service import DEFAULT_WEBHOOK_SECRET, DemoService, running_demo_service
 from jobspec import ActionSpec, load_spec, resolve_spec
 from longjobs import new_worker
-from workflows import JOB_STATE, JobRequest, JobResult, JobState, JobStatus, LongRunningJob, NotifyTarget
+from workflows import SEARCH_ATTRIBUTE_KEYS, JobRequest, JobResult, JobState, JobStatus, LongRunningJob, NotifyTarget
 
 HISTORIES = Path(__file__).parent / "histories"
 TOKEN = "replay-token"
@@ -263,7 +263,7 @@ async def endpoints(notifications: dict[str, int]) -> AsyncIterator[str]:
 async def dev_server(*extra_args: str) -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        search_attributes=[JOB_STATE],
+        search_attributes=list(SEARCH_ATTRIBUTE_KEYS),
         data_converter=pydantic_data_converter,
         ui=False,
         dev_server_log_level="error",
