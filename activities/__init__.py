@@ -15,6 +15,7 @@ from activities._job_api import (
     PollJobInput,
     ResolveSpecInput,
     SubmitJobInput,
+    WatchJobInput,
 )
 from activities._outcome import (
     HttpOutcome,
@@ -38,6 +39,7 @@ __all__ = [
     "PollJobInput",
     "ResolveSpecInput",
     "SubmitJobInput",
+    "WatchJobInput",
     "classify_status_code",
     "error_outcome",
     "exception_outcome",

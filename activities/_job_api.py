@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
@@ -74,6 +75,21 @@ class PollJobInput(BaseModel):
     spec: ApiSpec
     job_id: str
     status_url: str | None = None
+
+
+class WatchJobInput(BaseModel):
+    """Poll in the activity until something happens (the ``activity`` poll mode)."""
+
+    spec: ApiSpec
+    job_id: str
+    status_url: str | None = None
+    poll_interval_seconds: float
+    first_wait_seconds: float
+    last_phase: JobPhase | None = None
+    last_progress: float | None = None
+    progress_step: float = 10.0
+    max_polls: int | None = None
+    deadline: datetime
 
 
 class FetchResultInput(BaseModel):
@@ -229,6 +245,31 @@ class JobApiActivities:
             return self._read_status(spec, raw, status_code=response.status_code, url=str(response.url))
 
         return await self._call("poll", spec.status.method, target, read, **_per_api(spec))
+
+    @activity.defn(name="watch_job")
+    async def watch_job(self, input: WatchJobInput) -> HttpOutcome:
+        """Poll every ``poll_interval_seconds`` and return only when something happens.
+
+        Something is: a status change, any outcome that is not a plain success, a progress step, the poll
+        budget or the deadline. Uneventful polls so cost no workflow history at all, while the workflow still
+        makes every decision. Heartbeats carry the poll count, so a retry after a worker crash continues the
+        count; cancellation (the workflow's, or the worker shutting down) reaches it through the heartbeat.
+        """
+        details = activity.info().heartbeat_details
+        polls = int(details[0]) if details else 0
+        wait = input.first_wait_seconds if polls == 0 else input.poll_interval_seconds
+        poll_input = PollJobInput(spec=input.spec, job_id=input.job_id, status_url=input.status_url)
+        while True:
+            remaining = (input.deadline - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                return HttpOutcome(outcome=OutcomeClass.OK, phase=JobPhase.RUNNING, status_word="deadline", polls=polls)
+            await _sleep_heartbeating(min(wait, remaining), polls)
+            outcome = await self.poll_job(poll_input)
+            polls += 1
+            activity.heartbeat(polls)
+            if _eventful(outcome, input) or (input.max_polls is not None and polls >= input.max_polls):
+                return outcome.model_copy(update={"polls": polls})
+            wait = input.poll_interval_seconds
 
     @activity.defn(name="fetch_result")
     async def fetch_result(self, input: FetchResultInput) -> HttpOutcome:
@@ -547,3 +588,30 @@ def _fill_action_body(template: Any, input: ActionInput) -> Any:
     if isinstance(template, dict):
         return {key: _fill_action_body(value, input) for key, value in template.items()}
     return template
+
+
+# Heartbeat at least this often while waiting; the workflow's heartbeat timeout is a few times longer.
+HEARTBEAT_EVERY_SECONDS = 10.0
+
+
+async def _sleep_heartbeating(seconds: float, polls: int) -> None:
+    """Sleep, heartbeating so a dead worker is noticed and cancellation arrives."""
+    end = asyncio.get_running_loop().time() + seconds
+    while True:
+        activity.heartbeat(polls)
+        left = end - asyncio.get_running_loop().time()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(left, HEARTBEAT_EVERY_SECONDS))
+
+
+def _eventful(outcome: HttpOutcome, input: WatchJobInput) -> bool:
+    """Whether the workflow needs to hear about this poll."""
+    if outcome.outcome is not OutcomeClass.OK or outcome.warning or outcome.phase is None:
+        return True
+    if outcome.phase.is_terminal or outcome.phase != input.last_phase:
+        return True
+    if outcome.progress is None:
+        return False
+    before = input.last_progress or 0.0
+    return int(outcome.progress // input.progress_step) != int(before // input.progress_step)

@@ -49,6 +49,8 @@ class HttpOutcome(BaseModel):
     result: Any = None
     job_error: str | None = None
     warning: str | None = None
+    # HTTP polls behind this outcome: 1, or more when the activity polled several times (activity poll mode).
+    polls: int = 1
 
 
 class BodyTooLarge(Exception):

@@ -64,6 +64,7 @@ def new_worker(
             job_api.resolve_spec,
             job_api.submit_job,
             job_api.poll_job,
+            job_api.watch_job,
             job_api.fetch_result,
             job_api.cancel_job,
             job_api.interpret_callback,
@@ -97,16 +98,25 @@ async def ensure_search_attributes(client: Client) -> None:
 
 
 async def run_worker(
-    *, task_queue: str = TASK_QUEUE, callbacks_port: int | None = None, callbacks_host: str = "127.0.0.1"
+    *,
+    task_queue: str = TASK_QUEUE,
+    callbacks_port: int | None = None,
+    callbacks_host: str = "127.0.0.1",
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> int:
     """Run until SIGTERM or SIGINT, then finish in-flight tasks (bounded) and return 0.
 
     With ``callbacks_port`` the callback receiver runs in this process too, and activities give APIs callback
-    URLs on it (``CALLBACK_BASE_URL``, when set, says how the APIs reach it instead).
+    URLs on it (``CALLBACK_BASE_URL``, when set, says how the APIs reach it instead). With ``metrics_port``
+    the SDK's and the project's metrics are served for Prometheus at ``http://HOST:PORT/metrics``.
     """
     from callbacks import ReceiverSettings, running_receiver
+    from longjobs._metrics import install_metrics_runtime, reporting_paused_jobs
 
     settings = ReceiverSettings.from_environ(os.environ) if callbacks_port is not None else None
+    if metrics_port is not None:
+        install_metrics_runtime(metrics_port, metrics_host)  # before the client: it reports to this runtime
     client = await connect_client()
     await ensure_search_attributes(client)
     stop = asyncio.Event()
@@ -125,6 +135,9 @@ async def run_worker(
                 raise UserError(f"cannot serve callbacks on {where}: {exc.strerror}") from None
             environ.setdefault("CALLBACK_BASE_URL", receiver.url)
             log.info("callback receiver at %s (callback URLs: %s)", receiver.url, environ["CALLBACK_BASE_URL"])
+        if metrics_port is not None:
+            await stack.enter_async_context(reporting_paused_jobs(client, task_queue=task_queue))
+            log.info("metrics at http://%s:%d/metrics", metrics_host, metrics_port)
         http = await stack.enter_async_context(new_http_client())
         worker = new_worker(client, http, task_queue=task_queue, environ=environ)
         async with worker:

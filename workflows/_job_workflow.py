@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         PollJobInput,
         ResolveSpecInput,
         SubmitJobInput,
+        WatchJobInput,
     )
     from jobspec import ApiSpec, JobPhase
     from workflows._decisions import Fail, PauseForAuth, Proceed, RetryLater, apply_outcome
@@ -65,6 +66,12 @@ NOTIFY_GRACE = timedelta(minutes=2)
 # Past this many events a run hands over to a new one even if the server has not suggested it yet; well
 # under the 10,240-event warning.
 MAX_EVENTS_PER_RUN = 8_000
+# The poll mode of jobs that do not choose one (README, Performance: what the benchmark favours). Changing it
+# is a change of commands for new runs only: it is read behind workflow.patched, so running jobs keep theirs.
+DEFAULT_POLL_MODE = "timer"
+# The activity poll mode: how long a silent worker may go unnoticed, and how coarse progress reports are.
+WATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+WATCH_PROGRESS_STEP = 10.0
 # Callbacks kept while the workflow is busy; an API that calls back more often only needs the latest ones.
 MAX_PENDING_CALLBACKS = 20
 
@@ -233,7 +240,34 @@ class LongRunningJob:
                 summary="poll",
             )
 
+        poll_mode = self._poll_mode()
+        # The activity mode waits inside the activity: this is the wait its next call starts with (0 when
+        # the workflow has just waited itself, after an error).
+        activity_wait = [0.0]
+        last_phase: list[JobPhase | None] = [None]
+
+        async def watch() -> HttpOutcome:
+            deadline = self._status.deadline
+            assert deadline is not None
+            budget = None if self._options.max_polls is None else self._options.max_polls - self._status.poll_count
+            watch_input = WatchJobInput(
+                spec=spec, job_id=job_id, status_url=self._status.status_url,
+                poll_interval_seconds=self._options.poll_interval_seconds, first_wait_seconds=activity_wait[0],
+                last_phase=last_phase[0], last_progress=self._status.progress, progress_step=WATCH_PROGRESS_STEP,
+                max_polls=budget, deadline=deadline,
+            )
+            activity_wait[0] = 0.0
+            outcome = await self._activity(
+                JobApiActivities.watch_job, watch_input, summary="watch job",
+                start_to_close_timeout=max(deadline - workflow.now(), timedelta(0)) + HTTP_ACTIVITY_TIMEOUT,
+                heartbeat_timeout=WATCH_HEARTBEAT_TIMEOUT,
+            )
+            self._status.poll_count += outcome.polls
+            return outcome
+
         async def before_wait() -> None:
+            if poll_mode == "activity" and self._status.deadline and workflow.now() >= self._status.deadline:
+                await self._time_out(spec, f"job did not finish within {self._options.job_timeout}")
             await self._continue_as_new_if_due(spec, request)
             if self._options.max_polls is not None and self._status.poll_count >= self._options.max_polls:
                 await self._time_out(spec, f"job {job_id} still not finished after {self._status.poll_count} polls")
@@ -243,10 +277,14 @@ class LongRunningJob:
             self._set_state(JobState.POLLING)
         first_wait = self._status.current_backoff_seconds if resuming_backoff else self._quiet_wait(webhook_only)
         while True:
+            if poll_mode == "activity":
+                activity_wait[0], first_wait = first_wait or 0.0, 0.0
             outcome = await self._until_success(
-                "poll", read_status, first_wait=first_wait or 0, before_wait=before_wait
+                "poll", watch if poll_mode == "activity" else read_status, first_wait=first_wait or 0,
+                before_wait=before_wait,
             )
             first_wait = self._quiet_wait(webhook_only)
+            last_phase[0] = outcome.phase
             if outcome.progress is not None:
                 self._status.progress = outcome.progress
             self._status.status_word = outcome.status_word
@@ -264,6 +302,16 @@ class LongRunningJob:
                     self._fail(JobState.CANCELLED, "JobCancelled", message)
                 case _:
                     self._set_state(JobState.POLLING)
+
+    def _poll_mode(self) -> str:
+        """``timer`` or ``activity``: the job's choice, else the default (callbacks always use timers)."""
+        if self._options.completion != "poll":
+            return "timer"
+        if self._options.poll_mode is not None:
+            return self._options.poll_mode
+        if DEFAULT_POLL_MODE != "timer" and workflow.patched("default-poll-mode-activity"):
+            return DEFAULT_POLL_MODE
+        return "timer"
 
     def _quiet_wait(self, webhook_only: bool) -> float:
         """How long to wait while nothing happens: the poll interval, the fallback interval, or the deadline."""
@@ -523,11 +571,20 @@ class LongRunningJob:
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
-    async def _activity(self, method: Any, arg: Any, *, summary: str) -> HttpOutcome:
+    async def _activity(
+        self,
+        method: Any,
+        arg: Any,
+        *,
+        summary: str,
+        start_to_close_timeout: timedelta = HTTP_ACTIVITY_TIMEOUT,
+        heartbeat_timeout: timedelta | None = None,
+    ) -> HttpOutcome:
         """Run an HTTP activity; if even Temporal's retries give up (a bug, a dead worker), it is transient."""
         try:
             outcome: HttpOutcome = await workflow.execute_activity_method(
-                method, arg, start_to_close_timeout=HTTP_ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY, summary=summary
+                method, arg, start_to_close_timeout=start_to_close_timeout, heartbeat_timeout=heartbeat_timeout,
+                retry_policy=ACTIVITY_RETRY, summary=summary,
             )
             return outcome
         except ActivityError as err:

@@ -73,6 +73,12 @@ class JobOptions(BaseModel):
         "job timeout); hybrid: callback first, with slow fallback polling",
     )
     callback_fallback_poll_seconds: float = Field(default=60.0, gt=0)
+    poll_mode: Literal["timer", "activity"] | None = Field(
+        default=None,
+        description="timer: each poll is a local activity and a durable timer (about 6 history events); "
+        "activity: one heartbeating activity polls until something happens (no history while nothing does); "
+        "unset: the default (README, Performance). Callback completion always uses timers.",
+    )
 
 
 class ErrorInfo(BaseModel):
