@@ -4,6 +4,7 @@ Import this package from workflow code only inside ``workflow.unsafe.imports_pas
 httpx, which the workflow sandbox rejects.
 """
 
+from activities._analysis import Analysis, AnalyzeInput
 from activities._credentials import CredentialMissing, read_secret
 from activities._job_api import (
     ActionInput,
@@ -28,6 +29,8 @@ from activities._outcome import (
 
 __all__ = [
     "ActionInput",
+    "Analysis",
+    "AnalyzeInput",
     "CancelJobInput",
     "CredentialMissing",
     "FetchResultInput",

@@ -15,6 +15,16 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities._analysis import (
+    SYSTEM_PROMPT,
+    AnalyzeInput,
+    analysis_outcome,
+    build_prompt,
+    chat_body,
+    invalid,
+    parse_analysis,
+    reply_text,
+)
 from activities._credentials import CredentialMissing, auth_headers
 from activities._outcome import (
     BodyTooLarge,
@@ -45,6 +55,10 @@ from jobspec import (
 # A slow, trickling answer must not hold an activity for ever: the whole call is bounded by this multiple
 # of the read timeout (each chunk alone would pass the read timeout).
 _WHOLE_CALL_FACTOR = 2.0
+
+# The model endpoint's credential, read on the worker at call time like any API's; models can be slow.
+LLM_AUTH = AuthSpec(type="bearer", secret_env="LLM_API_KEY", secret_file_env="LLM_API_KEY_FILE", optional=True)
+LLM_TIMEOUTS = HttpTimeouts(read_seconds=120.0)
 
 # Turns a 2xx answer into an outcome; raises MalformedBody when the answer is not what the spec promised.
 Reader = Callable[[httpx.Response, bytes], HttpOutcome]
@@ -368,6 +382,61 @@ class JobApiActivities:
             auth=action.auth, timeouts=HttpTimeouts(), headers={"Content-Type": "application/json", **action.headers},
             json_body=body,
         )
+
+    @activity.defn(name="analyze_result")
+    async def analyze_result(self, input: AnalyzeInput) -> HttpOutcome:
+        """Ask an OpenAI-compatible chat-completions endpoint to analyse a result; validate the reply.
+
+        A reply that does not validate gets one repair request in the same call. An endpoint that refuses the
+        JSON-schema response format is asked again without it. No ``LLM_BASE_URL``: nothing to do.
+        """
+        base = self._environ.get("LLM_BASE_URL")
+        if not base:
+            return HttpOutcome(
+                outcome=OutcomeClass.OK,
+                message="no model endpoint configured: set LLM_BASE_URL (and LLM_MODEL, LLM_API_KEY) on the worker",
+            )
+        model = input.spec.model or self._environ.get("LLM_MODEL") or "gpt-4o-mini"
+        prompt, trimmed = build_prompt(input.spec, input.job_input, input.result)
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        url = base.rstrip("/") + "/chat/completions"
+        json_schema = self._environ.get("LLM_JSON_SCHEMA", "1") != "0"
+
+        def read(response: httpx.Response, raw: bytes) -> HttpOutcome:
+            text = reply_text(_json(raw))
+            if text is None:
+                raise MalformedBody("no choices[0].message.content in the model's answer")
+            return HttpOutcome(outcome=OutcomeClass.OK, http_status=response.status_code, result=text)
+
+        repaired = False
+        while True:
+            outcome = await self._call(
+                "analyze", "POST", lambda: url, read, auth=LLM_AUTH, timeouts=LLM_TIMEOUTS,
+                json_body=chat_body(model, messages, json_schema=json_schema),
+            )
+            if (
+                json_schema and outcome.outcome is OutcomeClass.PERMANENT and outcome.http_status == 400
+                and "response_format" in outcome.message
+            ):
+                json_schema = False  # an endpoint without structured output: the prompt asks for JSON
+                continue
+            if outcome.outcome is not OutcomeClass.OK:
+                return outcome
+            text = str(outcome.result)
+            try:
+                return analysis_outcome(parse_analysis(text), trimmed, repaired)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                if repaired:
+                    return HttpOutcome(
+                        outcome=OutcomeClass.PERMANENT,
+                        message=f"the model's reply did not validate, even after a repair request: {invalid(exc)}",
+                    )
+                repaired = True
+                messages += [
+                    {"role": "assistant", "content": text[:4000]},
+                    {"role": "user", "content": f"That reply did not validate ({invalid(exc)}). "
+                                                "Reply again with only the JSON object."},
+                ]
 
     # -- reading answers ------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from jobspec._loader import (
 )
 from jobspec._models import (
     ActionSpec,
+    AnalyzeSpec,
     ApiSpec,
     AuthSpec,
     CallbackSpec,
@@ -36,6 +37,7 @@ __all__ = [
     "PRESETS_DIR",
     "SCHEMA_PATH",
     "ActionSpec",
+    "AnalyzeSpec",
     "ApiSpec",
     "AuthSpec",
     "CallbackSpec",

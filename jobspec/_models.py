@@ -219,6 +219,22 @@ class ActionSpec(_SpecModel):
     required: bool = Field(default=False, description="a failed required action fails the job")
 
 
+DEFAULT_ANALYSIS_PROMPT = (
+    "A long-running job has finished. Its input was:\n{input}\n\nIts result was:\n{result}\n\n"
+    "Summarise what was processed, list the key findings, and give recommendations."
+)
+
+
+class AnalyzeSpec(_SpecModel):
+    """The optional ``analyze`` step: a language model reads the result after success (per job, or per spec)."""
+
+    prompt: str = Field(
+        default=DEFAULT_ANALYSIS_PROMPT, description="template: {input} and {result} are filled (as JSON)"
+    )
+    max_result_chars: int = Field(default=20_000, ge=100, description="longer results are trimmed to this")
+    model: str | None = Field(default=None, description="overrides the worker's LLM_MODEL")
+
+
 class HttpTimeouts(_SpecModel):
     """Per-request limits; a slow or silent server is a transient error, never a hung activity."""
 
@@ -243,6 +259,7 @@ class ApiSpec(_SpecModel):
     result: ResultSpec | None = None
     cancel: CancelSpec | None = None
     callback: CallbackSpec | None = None
+    analyze: AnalyzeSpec | None = Field(default=None, description="analyse every job's result (see README)")
     timeouts: HttpTimeouts = HttpTimeouts()
     overrides: list[OutcomeOverride] = Field(default_factory=list)
     job_id_in_path: Literal["segment", "path"] = Field(

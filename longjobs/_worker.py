@@ -70,6 +70,7 @@ def new_worker(
             job_api.interpret_callback,
             job_api.send_notification,
             job_api.run_action,
+            job_api.analyze_result,
         ],
         **options,
     )

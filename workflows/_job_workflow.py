@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities import (
         ActionInput,
+        AnalyzeInput,
         CancelJobInput,
         FetchResultInput,
         HttpOutcome,
@@ -66,6 +67,8 @@ NOTIFY_GRACE = timedelta(minutes=2)
 # Past this many events a run hands over to a new one even if the server has not suggested it yet; well
 # under the 10,240-event warning.
 MAX_EVENTS_PER_RUN = 8_000
+# A model's answer, and one repair request, within one activity call (each HTTP call is bounded at 240 s).
+ANALYZE_TIMEOUT = timedelta(minutes=9)
 # The poll mode of jobs that do not choose one (README, Performance: what the benchmark favours). Changing it
 # is a change of commands for new runs only: it is read behind workflow.patched, so running jobs keep theirs.
 DEFAULT_POLL_MODE = "timer"
@@ -337,8 +340,12 @@ class LongRunningJob:
         self._status.progress = 100.0
         self._status.next_poll_time = None
         actions, action_errors = await self._run_actions(request, job_id, result)
+        analysis, analysis_error, trimmed = await self._analyze(spec, request, result)
         self._set_state(JobState.SUCCEEDED)
         return JobResult(
+            analysis=analysis,
+            analysis_error=analysis_error,
+            analysis_trimmed_chars=trimmed,
             job_id=job_id,
             state=JobState.SUCCEEDED,
             result=result,
@@ -372,6 +379,33 @@ class LongRunningJob:
                 continue
             answers[action.name] = outcome.result
         return answers, errors
+
+    async def _analyze(
+        self, spec: ApiSpec, request: JobRequest, result: Any
+    ) -> tuple[dict[str, Any] | None, str | None, int]:
+        """The optional analysis by a language model: (analysis, why there is none, characters trimmed).
+
+        It never costs the job its result: when it finally fails, the job succeeds with an analysis_error.
+        """
+        config = request.analyze or spec.analyze
+        if config is None:
+            return None, None, 0
+        analyze_input = AnalyzeInput(spec=config, job_input=request.input, result=result)
+        try:
+            outcome = await self._until_success(
+                "analyze",
+                lambda: self._activity(
+                    JobApiActivities.analyze_result, analyze_input, summary="analyze result",
+                    start_to_close_timeout=ANALYZE_TIMEOUT,
+                ),
+                first_wait=0,
+                fatal=False,
+            )
+        except _StepFailed as err:
+            return None, str(err), 0
+        if not isinstance(outcome.result, dict):
+            return None, outcome.message or "no analysis", 0
+        return outcome.result["analysis"], None, int(outcome.result.get("trimmed_chars", 0))
 
     # -- the step loop: call, classify, wait / pause / fail, repeat -----------------------------------------
 

@@ -28,11 +28,18 @@ AUTH_PAUSE_SECONDS = "longjobs_auth_pause_seconds"  # buckets: longjobs._metrics
 PauseEnd = Literal["resumed", "timed_out"]
 
 
-def record_poll_outcome(outcome: str, *, api: str) -> None:
-    """One status read of the job, by how it came out (``ok``, ``rate_limit``, ``auth_required``, ...)."""
-    workflow.metric_meter().create_counter(POLLS, "Status reads of external jobs, by outcome class").add(
-        1, {"api": api, "outcome": str(outcome)}
-    )
+def record_poll_outcome(outcome: str, *, api: str, polls: int = 1) -> None:
+    """Status reads of the job, by how they came out (``ok``, ``rate_limit``, ``auth_required``, ...).
+
+    ``polls`` is how many reads ``outcome`` stands for: more than one in the activity poll mode, which returns
+    only when something happens, so every read before the last one was a plain ``ok``.
+    """
+    if polls < 1:
+        return
+    counter = workflow.metric_meter().create_counter(POLLS, "Status reads of external jobs, by outcome class")
+    if polls > 1:
+        counter.add(polls - 1, {"api": api, "outcome": "ok"})
+    counter.add(1, {"api": api, "outcome": str(outcome)})
 
 
 def record_state_change(old: JobState, new: JobState, *, api: str) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
-from jobspec import ActionSpec, ApiSpec
+from jobspec import ActionSpec, AnalyzeSpec, ApiSpec
 
 TASK_QUEUE = "long-running-jobs"
 WORKFLOW_TYPE = "LongRunningJob"
@@ -153,6 +153,9 @@ class JobRequest(JobOptions):
     )
     notify: list[NotifyTarget] = Field(default_factory=list)
     actions: list[ActionSpec] = Field(default_factory=list)
+    analyze: AnalyzeSpec | None = Field(
+        default=None, description="after success, have a language model analyse the result (the spec may set one)"
+    )
     # Set only by continue-as-new: the previous run's state, and callbacks not yet acted on.
     carried_status: JobStatus | None = None
     carried_callbacks: list[Any] = Field(default_factory=list)
@@ -169,6 +172,9 @@ class JobResult(BaseModel):
     runs: int = 1
     actions: dict[str, Any] = Field(default_factory=dict)
     action_errors: dict[str, str] = Field(default_factory=dict)
+    analysis: dict[str, Any] | None = None
+    analysis_error: str | None = None
+    analysis_trimmed_chars: int = 0
 
 
 class ResumeInput(BaseModel):
