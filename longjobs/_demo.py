@@ -24,7 +24,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from demo_service import running_demo_service
-from jobspec import load_spec, resolve_spec
+from jobspec import AnalyzeSpec, load_spec, resolve_spec
 from longjobs._connection import UserError, connect_client, connect_settings
 from longjobs._worker import ensure_search_attributes, new_http_client, new_worker
 from workflows import JobRequest, JobState, JobStatus, LongRunningJob
@@ -140,8 +140,10 @@ async def _story(client: Client, url: str, task_queue: str, token_file: Path, ui
     say("the API will answer the next 2 polls with 429 Too Many Requests, Retry-After: 2")
     await _admin(url, "POST", "/admin/faults", {"match": "poll", "status": 429, "times": 2, "retry_after": "2"})
     spec = resolve_spec(load_spec("demo"), {"base_url": url})
+    # With a model endpoint on the worker, the job's result is analysed too (the issue of the analyze step).
+    analyze = AnalyzeSpec() if os.environ.get("LLM_BASE_URL") else None
     request = JobRequest(api="demo", spec=spec, input={"work_seconds": 12, "scene": "demo"},
-                         poll_interval_seconds=1, initial_backoff_seconds=1)
+                         poll_interval_seconds=1, initial_backoff_seconds=1, analyze=analyze)
     workflow_id = f"demo-{uuid.uuid4().hex[:8]}"
     handle = await client.start_workflow(LongRunningJob.run, request, id=workflow_id, task_queue=task_queue)
     say(f"started workflow {workflow_id} (LongRunningJob, polling every 1s)")
@@ -176,6 +178,12 @@ async def _story(client: Client, url: str, task_queue: str, token_file: Path, ui
     say(f"succeeded after {result.poll_count} polls and {result.total_error_count} errors; "
         f"result: {json.dumps(result.result)}")
     say(f"the API created exactly {created} job for this workflow (GET /admin/stats)")
+    if result.analysis is not None:
+        say(f"analysis by {os.environ.get('LLM_MODEL', 'the model')}: {result.analysis['summary']}")
+    elif result.analysis_error and analyze is not None:
+        say(f"no analysis: {result.analysis_error}")
+    else:
+        say("(set LLM_BASE_URL, LLM_MODEL and LLM_API_KEY to have a language model analyse the result too)")
     if ui_url:
         say(f"history in the Temporal UI: {ui_url}/namespaces/{client.namespace}/workflows/{workflow_id}"
             " (run with --keep to browse it before the demo's server stops)")
