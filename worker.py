@@ -7,11 +7,18 @@ workers on the same task queue (on any machine) to share the load.
 
 from __future__ import annotations
 
-import argparse
-import logging
+import signal
+import sys
 
-from longjobs import run_command, run_worker
-from workflows import TASK_QUEUE
+# A stop asked for while the worker is still starting (imports, connecting) is a clean stop too: exit 0. Once
+# running, the worker's own handlers take over and drain in-flight tasks first.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+
+from longjobs import run_command, run_worker  # noqa: E402
+from workflows import TASK_QUEUE  # noqa: E402
 
 
 def main() -> None:
@@ -22,13 +29,21 @@ def main() -> None:
         help="also run the callback receiver on this port (needs CALLBACK_SECRET; for --completion callback/hybrid)",
     )
     parser.add_argument("--callbacks-host", default="127.0.0.1", help="address of the callback receiver")
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="PORT",
+        help="serve Prometheus metrics (the SDK's and the jobs') at http://HOST:PORT/metrics",
+    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics endpoint")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One line per HTTP request would drown the log at any volume; the workflow logs what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     run_command(
-        run_worker(task_queue=args.task_queue, callbacks_port=args.callbacks_port, callbacks_host=args.callbacks_host),
+        run_worker(
+            task_queue=args.task_queue, callbacks_port=args.callbacks_port, callbacks_host=args.callbacks_host,
+            metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        ),
         prog="worker.py",
     )
 

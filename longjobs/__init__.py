@@ -1,5 +1,6 @@
 """The longjobs command-line layer: connecting to Temporal, the worker, the starter commands and the demo."""
 
+from longjobs._codec import CodecError, EncryptionCodec, codec_from_environ, new_key
 from longjobs._connection import DEFAULT_ADDRESS, UserError, connect_client, connect_settings
 from longjobs._entrypoint import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_command
 from longjobs._worker import ensure_search_attributes, new_http_client, new_worker, run_worker
@@ -9,11 +10,15 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "CodecError",
+    "EncryptionCodec",
     "UserError",
+    "codec_from_environ",
     "connect_client",
     "connect_settings",
     "ensure_search_attributes",
     "new_http_client",
+    "new_key",
     "new_worker",
     "run_command",
     "run_worker",

@@ -1,4 +1,4 @@
-"""``starter.py``: start jobs and look after them (status, resume, cancel, result, demo)."""
+"""``starter.py``: start jobs and look after them (status, watch, list, resume, cancel, result, demo)."""
 
 from __future__ import annotations
 
@@ -91,9 +91,38 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("id")
     status.add_argument("--json", action="store_true", help="print JSON")
 
-    resume = sub.add_parser("resume", help="resume a job paused for credentials (fix them first)")
-    resume.add_argument("id")
+    resume = sub.add_parser(
+        "resume", help="resume a job paused for credentials, or --all of them (fix the credentials first)",
+        description="Resume one job (ID), or every running job in state auth_paused (--all --state auth_paused, "
+        "narrowed by --api and --id-prefix).",
+    )
+    resume.add_argument("id", nargs="?", help="the job's workflow id (or use --all)")
+    resume.add_argument("--all", action="store_true", help="every matching job; needs --state auth_paused")
+    resume.add_argument("--state", metavar="STATE", help="with --all: auth_paused (the only state resume acts on)")
+    resume.add_argument("--api", metavar="NAME", help="with --all: only jobs on this API")
+    resume.add_argument("--id-prefix", metavar="PREFIX",
+                        help="with --all: only jobs whose workflow id starts with PREFIX")
     resume.add_argument("--note", help="recorded in the job's status")
+
+    watch = sub.add_parser("watch", help="follow a job live until it ends; exit code as for 'result'")
+    watch.add_argument("id", help="the job's workflow id")
+    watch.add_argument("--interval", type=float, default=1.0, metavar="S",
+                       help="seconds between status queries (default %(default)g)")
+    watch.add_argument("--plain", action="store_true",
+                       help="one plain line per change, even on a terminal (the default when piped)")
+
+    listing = sub.add_parser(
+        "list", help="jobs from Temporal visibility, newest first",
+        description="Jobs from Temporal visibility (the JobState and JobApi search attributes, which lag the jobs "
+        "by a moment), newest first.",
+    )
+    listing.add_argument("--state", metavar="STATE", help="only jobs in this state (submitting, polling, "
+                         "rate_limited, auth_paused, succeeded, failed, timed_out, cancelled)")
+    listing.add_argument("--api", metavar="NAME", help="only jobs on this API")
+    listing.add_argument("--id-prefix", metavar="PREFIX", help="only jobs whose workflow id starts with PREFIX")
+    listing.add_argument("--limit", type=int, default=50, metavar="N",
+                         help="at most N jobs: running ones first, then the most recently ended (default %(default)s)")
+    listing.add_argument("--json", action="store_true", help="print one JSON object per line")
 
     cancel = sub.add_parser("cancel", help="cancel a job (and the external job, best effort)")
     cancel.add_argument("id")
@@ -318,6 +347,15 @@ def _print_status(status: dict[str, Any]) -> None:
 
 
 async def cmd_resume(args: argparse.Namespace) -> int:
+    if args.all:
+        from longjobs._ops import resume_all
+
+        return await resume_all(args)
+    if args.id is None:
+        raise UserError("give a job id, or --all --state auth_paused to resume every paused job")
+    for flag, value in (("--state", args.state), ("--api", args.api), ("--id-prefix", args.id_prefix)):
+        if value is not None:
+            raise UserError(f"{flag} only goes with --all")
     client = await connect_client()
     handle, temporal_status = await _existing(client, args.id)
     if temporal_status is not WorkflowExecutionStatus.RUNNING:
@@ -383,6 +421,18 @@ def _why(exc: WorkflowFailureError) -> tuple[str, str, str]:
     return "failed", type(cause).__name__, str(cause)
 
 
+async def cmd_watch(args: argparse.Namespace) -> int:
+    from longjobs._watch import watch_command  # rich is imported only by the commands that draw
+
+    return await watch_command(args)
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    from longjobs._ops import list_command
+
+    return await list_command(args)
+
+
 async def cmd_specs(args: argparse.Namespace) -> int:
     for name in list_presets():
         spec = load_spec(name)
@@ -424,6 +474,8 @@ COMMANDS = {
     "resume": cmd_resume,
     "cancel": cmd_cancel,
     "result": cmd_result,
+    "watch": cmd_watch,
+    "list": cmd_list,
     "specs": cmd_specs,
     "check-spec": cmd_check_spec,
     "spec-schema": cmd_spec_schema,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from typing import Any
 
@@ -31,11 +32,20 @@ def connect_settings() -> dict[str, Any]:
 
 
 async def connect_client() -> Client:
-    """Connect with the pydantic data converter (every client and worker of this project must use it)."""
+    """Connect with the pydantic data converter (every client and worker of this project must use it).
+
+    With ``LONGJOBS_CODEC_KEYS`` (or ``LONGJOBS_CODEC_KEYS_FILE``) set, payloads are encrypted at rest too.
+    """
+    from longjobs._codec import codec_from_environ  # here: _codec imports UserError from this module
+
     settings = connect_settings()
+    codec = codec_from_environ()
+    converter = pydantic_data_converter
+    if codec is not None:
+        converter = dataclasses.replace(pydantic_data_converter, payload_codec=codec)
     try:
         return await asyncio.wait_for(
-            Client.connect(**settings, data_converter=pydantic_data_converter), CONNECT_TIMEOUT_SECONDS
+            Client.connect(**settings, data_converter=converter), CONNECT_TIMEOUT_SECONDS
         )
     except TimeoutError:
         raise UserError(f"cannot reach Temporal at {settings['target_host']}: no answer in "

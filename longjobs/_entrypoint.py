@@ -32,6 +32,8 @@ def run_command(main: Coroutine[Any, Any, int], *, prog: str) -> None:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         code = 130
+    except SystemExit as exc:  # a stop requested before the event loop took over signals (worker.py)
+        code = exc.code if isinstance(exc.code, int) else 0
     except Exception:
         logging.getLogger(prog).exception("unexpected error (please report it)")
         code = EXIT_FAILED

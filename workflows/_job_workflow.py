@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from jobspec import ApiSpec, JobPhase
     from workflows._decisions import Fail, PauseForAuth, Proceed, RetryLater, apply_outcome
+    from workflows._metrics import record_pause_ended, record_poll_outcome, record_state_change
     from workflows._models import (
         JobOptions,
         JobRequest,
@@ -67,8 +68,9 @@ NOTIFY_GRACE = timedelta(minutes=2)
 # Past this many events a run hands over to a new one even if the server has not suggested it yet; well
 # under the 10,240-event warning.
 MAX_EVENTS_PER_RUN = 8_000
-# A model's answer, and one repair request, within one activity call (each HTTP call is bounded at 240 s).
-ANALYZE_TIMEOUT = timedelta(minutes=9)
+# A model's answer, a retry without structured output and one repair request, within one activity call (each
+# HTTP call is bounded at 240 s).
+ANALYZE_TIMEOUT = timedelta(minutes=13)
 # The poll mode of jobs that do not choose one (README, Performance: what the benchmark favours). Changing it
 # is a change of commands for new runs only: it is read behind workflow.patched, so running jobs keep theirs.
 DEFAULT_POLL_MODE = "timer"
@@ -427,8 +429,10 @@ class LongRunningJob:
             if before_wait is not None:
                 await before_wait()
             if wait > 0:
-                await self._wait(wait)
+                await self._wait(wait, step=step, fatal=fatal)
             outcome = await call()
+            if step == "poll":
+                record_poll_outcome(outcome.outcome, api=self._status.api, polls=outcome.polls)
             decision = apply_outcome(self._status, outcome, self._options, step=step, now=workflow.now())
             match decision:
                 case Proceed():
@@ -437,21 +441,24 @@ class LongRunningJob:
                     self._set_state(state)
                     wait = seconds
                 case PauseForAuth():
-                    await self._pause_for_auth(step)
+                    await self._pause_for_auth(step, fatal=fatal)
                     wait = 0  # retry the same step at once, with the same job id
                 case Fail(error_type=error_type, message=message):
                     if not fatal:
                         raise _StepFailed(error_type, message)
                     self._fail(JobState.FAILED, error_type, message)
 
-    async def _wait(self, seconds: float) -> None:
-        """A durable timer, cut short by the job deadline (which then times the job out) or by a callback."""
+    async def _wait(self, seconds: float, *, step: str = "poll", fatal: bool = True) -> None:
+        """A durable timer, cut short by the job deadline or by a callback.
+
+        At the deadline the job times out; a step that is not fatal (after success) only gives up.
+        """
         now = workflow.now()
         deadline = self._status.deadline
         assert deadline is not None
         remaining = (deadline - now).total_seconds()
         if remaining <= 0:
-            await self._time_out(self._spec, f"job did not finish within {self._options.job_timeout}")
+            await self._deadline_reached(step, fatal)
         seconds = min(seconds, remaining)
         self._status.next_poll_time = now + timedelta(seconds=seconds)
         summary = f"{self._status.state.value}: wait {seconds:g}s"
@@ -463,9 +470,15 @@ class LongRunningJob:
             except TimeoutError:
                 pass
         if not self._callbacks and workflow.now() >= deadline:
-            await self._time_out(self._spec, f"job did not finish within {self._options.job_timeout}")
+            await self._deadline_reached(step, fatal)
 
-    async def _pause_for_auth(self, step: str) -> None:
+    async def _deadline_reached(self, step: str, fatal: bool) -> NoReturn:
+        message = f"job did not finish within {self._options.job_timeout}"
+        if not fatal:
+            raise _StepFailed("PollTimeout", f"{message} ({step} gave up; the job itself succeeded)")
+        await self._time_out(self._spec, message)
+
+    async def _pause_for_auth(self, step: str, *, fatal: bool = True) -> None:
         """Wait for ``resume``; the time paused does not count against the job timeout."""
         before = self._status.state
         self._resume_requested = False
@@ -485,13 +498,20 @@ class LongRunningJob:
                 timeout_summary="auth pause timeout",
             )
         except TimeoutError:
-            last = self._status.last_error.message if self._status.last_error else ""
-            self._fail(
-                JobState.FAILED,
-                "AuthPauseTimeout",
-                f"credentials were not fixed within {self._options.auth_pause_timeout} ({step}: {last})",
-            )
+            waited = workflow.now() - self._status.paused_since
+            record_pause_ended(waited.total_seconds(), api=self._status.api, outcome="timed_out")
+            error = self._status.last_error
+            last = f"HTTP {error.http_status}: {error.message}" if error and error.http_status else (
+                error.message if error else "")
+            message = f"credentials were not fixed within {self._options.auth_pause_timeout} ({step}: {last})"
+            if not fatal:
+                # A step after success (an action, the analysis) gives up; the job keeps its result.
+                self._status.paused_since = None
+                self._set_state(before)
+                raise _StepFailed("AuthPauseTimeout", message) from None
+            self._fail(JobState.FAILED, "AuthPauseTimeout", message)
         paused_for = workflow.now() - self._status.paused_since
+        record_pause_ended(paused_for.total_seconds(), api=self._status.api, outcome="resumed")
         if self._status.deadline is not None:
             self._status.deadline += paused_for
         self._status.paused_since = None
@@ -631,6 +651,7 @@ class LongRunningJob:
 
     def _set_state(self, state: JobState) -> None:
         if state is not self._status.state:
+            record_state_change(self._status.state, state, api=self._status.api)
             self._status.state = state
             self._publish_state()
 
