@@ -9,9 +9,10 @@ way; giving up costs the job nothing but its analysis.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
 
 from activities._outcome import HttpOutcome, OutcomeClass, short
 from jobspec import AnalyzeSpec
@@ -26,9 +27,17 @@ SYSTEM_PROMPT = (
 class Analysis(BaseModel):
     """What the model must return."""
 
-    summary: str = Field(min_length=1)
+    # No length keywords: strict structured-output modes reject some JSON Schema keywords.
+    summary: str
     findings: list[str]
     recommendations: list[str]
+
+    @field_validator("summary")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the summary is empty")
+        return value
 
 
 class AnalyzeInput(BaseModel):
@@ -44,7 +53,9 @@ def build_prompt(spec: AnalyzeSpec, job_input: Any, result: Any) -> tuple[str, i
     if trimmed:
         result_text = result_text[: spec.max_result_chars] + f"\n[… {trimmed} more characters trimmed]"
     input_text = json.dumps(job_input, default=str)[:2000]
-    return spec.prompt.replace("{input}", input_text).replace("{result}", result_text), trimmed
+    # One pass: a "{result}" inside the job's input must stay text, not receive the result.
+    values = {"input": input_text, "result": result_text}
+    return re.sub(r"\{(input|result)\}", lambda m: values[m.group(1)], spec.prompt), trimmed
 
 
 def chat_body(model: str, messages: list[dict[str, str]], *, json_schema: bool) -> dict[str, Any]:
@@ -63,12 +74,21 @@ def _strict_schema() -> dict[str, Any]:
     return schema
 
 
+class Refusal(Exception):
+    """The model declined to answer (``message.refusal``): asking again will not help."""
+
+
 def reply_text(document: Any) -> str | None:
     """The assistant's text in a chat-completions answer, or None when the answer has another shape."""
     try:
-        content = document["choices"][0]["message"]["content"]
+        message = document["choices"][0]["message"]
     except (KeyError, IndexError, TypeError):
         return None
+    if not isinstance(message, dict):
+        return None
+    if isinstance(message.get("refusal"), str) and not message.get("content"):
+        raise Refusal(message["refusal"])
+    content = message.get("content")
     return content if isinstance(content, str) else None
 
 

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities._analysis import (
     SYSTEM_PROMPT,
     AnalyzeInput,
+    Refusal,
     analysis_outcome,
     build_prompt,
     chat_body,
@@ -403,7 +404,13 @@ class JobApiActivities:
         json_schema = self._environ.get("LLM_JSON_SCHEMA", "1") != "0"
 
         def read(response: httpx.Response, raw: bytes) -> HttpOutcome:
-            text = reply_text(_json(raw))
+            try:
+                text = reply_text(_json(raw))
+            except Refusal as refusal:
+                return HttpOutcome(
+                    outcome=OutcomeClass.PERMANENT, http_status=response.status_code,
+                    message=short(f"the model refused: {refusal}"),
+                )
             if text is None:
                 raise MalformedBody("no choices[0].message.content in the model's answer")
             return HttpOutcome(outcome=OutcomeClass.OK, http_status=response.status_code, result=text)
@@ -415,7 +422,8 @@ class JobApiActivities:
                 json_body=chat_body(model, messages, json_schema=json_schema),
             )
             if (
-                json_schema and outcome.outcome is OutcomeClass.PERMANENT and outcome.http_status == 400
+                # 400 from most, 422 from some (e.g. DeepSeek) when structured output is not supported.
+                json_schema and outcome.outcome is OutcomeClass.PERMANENT and outcome.http_status in (400, 422)
                 and "response_format" in outcome.message
             ):
                 json_schema = False  # an endpoint without structured output: the prompt asks for JSON
