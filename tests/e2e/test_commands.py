@@ -14,10 +14,12 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from demo_service import DEFAULT_WEBHOOK_SECRET, DemoService
-from tests.conftest import DEMO_TOKEN, unique_id
+from tests.conftest import DEMO_TOKEN, register_secret, unique_id
 from tests.e2e.conftest import Cli, eventually
 
 ADMIN = {"X-Admin-Key": "test-admin"}
+ROTATED_TOKEN = register_secret("rotated-token-77")
+CALLBACK_SECRET = register_secret("e2e-callback-secret")
 
 
 async def _status(cli: Cli, workflow_id: str) -> dict[str, Any]:
@@ -68,7 +70,7 @@ async def test_rate_limit_then_auth_pause_then_cli_resume(
     assert status["total_error_count"] == 2
     assert status["last_error"]["http_status"] == 429
 
-    demo.state.token = "rotated-token-77"  # the API rotates its token: the worker's file is stale now
+    demo.state.token = ROTATED_TOKEN  # the API rotates its token: the worker's file is stale now
 
     async def paused() -> bool:
         return (await _status(cli, workflow_id))["state"] == "auth_paused"
@@ -80,7 +82,7 @@ async def test_rate_limit_then_auth_pause_then_cli_resume(
     await asyncio.sleep(3)  # several poll intervals: a paused job must not poll
     assert demo.state.poll_requests == polls_when_paused
 
-    cli.token_file.write_text("rotated-token-77")
+    cli.token_file.write_text(ROTATED_TOKEN)
     signalled = await cli.temporal("workflow", "signal", "--workflow-id", workflow_id, "--name", "resume")
     assert signalled.returncode == 0, signalled.stderr
     result = await cli.starter("result", workflow_id, "--json")
@@ -93,7 +95,7 @@ async def test_rate_limit_then_auth_pause_then_cli_resume(
     history = _decoded_history(shown.stdout)
     assert '"events"' in shown.stdout
     assert "auth_paused" in history  # the decoding works: the search attribute upsert is in there
-    for secret in (DEMO_TOKEN, "rotated-token-77"):
+    for secret in (DEMO_TOKEN, ROTATED_TOKEN):
         assert secret not in history
         assert secret not in cli.worker_log.read_text()
 
@@ -227,7 +229,7 @@ async def test_demo_command_runs_the_whole_story(cli: Cli) -> None:
 
 async def test_completion_by_callback_through_worker_receiver(cli: Cli, demo: DemoService) -> None:
     port = free_port()
-    env = dict(cli.env, CALLBACK_SECRET="e2e-callback-secret", CALLBACK_SIGNING_SECRET=DEFAULT_WEBHOOK_SECRET)
+    env = dict(cli.env, CALLBACK_SECRET=CALLBACK_SECRET, CALLBACK_SIGNING_SECRET=DEFAULT_WEBHOOK_SECRET)
     worker = await cli.start_worker("--callbacks-port", str(port), env=env)
     try:
         workflow_id = unique_id("e2e-callback")
@@ -238,7 +240,7 @@ async def test_completion_by_callback_through_worker_receiver(cli: Cli, demo: De
         assert demo.state.poll_requests == 1  # the one GET that confirms the callback; no polling
         status = await _status(cli, workflow_id)
         assert status["callbacks_received"] == 1
-        assert "e2e-callback-secret" not in cli.worker_log.read_text()
+        assert CALLBACK_SECRET not in cli.worker_log.read_text()
     finally:
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(worker.wait(), 30) == 0, cli.worker_log.read_text()[-2000:]

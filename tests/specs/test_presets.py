@@ -19,11 +19,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from jobspec import load_spec, resolve_spec
 from longjobs import new_worker
-from tests.conftest import unique_id
+from tests.conftest import register_secret, unique_id
 from tests.fakes import RunningFake, running_fake
 from workflows import JobRequest, JobState, LongRunningJob
 
-TOKEN = "preset-token-5d1e"
+TOKEN = register_secret("preset-token-5d1e")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from callbacks import ReceiverSettings, RunningReceiver, callback_url, new_secret, running_receiver, signed_headers
 from demo_service import DEFAULT_WEBHOOK_SECRET, DemoService
 from jobspec import ApiSpec
-from tests.conftest import unique_id
+from tests.conftest import register_secret, unique_id
 from tests.webhooks._support import (
     WebhookOnlyApi,
     application_error,
@@ -35,7 +35,7 @@ from tests.webhooks._support import (
 )
 from workflows import JobRequest, JobResult, JobState, LongRunningJob
 
-TOKEN_SECRET = secrets.token_hex(16)
+TOKEN_SECRET = register_secret(secrets.token_hex(16))
 BEARER = "fake-replicate-bearer-" + secrets.token_hex(8)
 
 

@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from callbacks import new_secret
 from demo_service import DemoService
+from tests.conftest import register_secret
 from tests.webhooks._support import (
     Endpoints,
     Recorded,
@@ -35,7 +36,7 @@ from tests.webhooks._support import (
 from workflows import JobState, LongRunningJob, NotifyTarget
 from workflows._models import NotifyEvent
 
-NOTIFY_SECRET = new_secret()
+NOTIFY_SECRET = register_secret(new_secret())
 ROTATED = "rotated-token-0b7e"
 QUICK = 0.2  # poll interval of the demo jobs here
 ADMIN_HEADERS = {"X-Admin-Key": "test-admin"}
