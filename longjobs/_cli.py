@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="poll (default); callback: wait for the API to call back; hybrid: callback with slow fallback polling",
     )
     start.add_argument("--callback-fallback-poll", type=float, metavar="S", help="hybrid's polling interval (60)")
+    start.add_argument("--poll-mode", choices=["timer", "activity"], help="how polls wait (README, Performance)")
+    start.add_argument("--analyze", action="store_true",
+                       help="after success, a language model analyses the result (LLM_BASE_URL on the worker)")
     start.add_argument("--notify", action="append", default=[], metavar="URL",
                        help="POST signed notifications of the job's events here (repeatable)")
     start.add_argument("--action", action="append", default=[], metavar="NAME=URL",
@@ -190,6 +193,8 @@ def build_request(args: argparse.Namespace) -> JobRequest:
         ("auth_pause_timeout", args.auth_pause_timeout and parse_duration(args.auth_pause_timeout)),
         ("completion", args.completion),
         ("callback_fallback_poll_seconds", args.callback_fallback_poll),
+        ("poll_mode", args.poll_mode),
+        ("analyze", {} if args.analyze else None),
     ):
         if value is not None:
             fields[field] = value
@@ -404,7 +409,26 @@ async def _print_result(handle: WorkflowHandle[Any, JobResult], *, as_json: bool
         print(f"job {handle.id} succeeded (api job id {result.job_id}, {result.poll_count} polls, "
               f"{result.total_error_count} errors)")
         print(json.dumps(result.result, indent=2))
+        for name, answer in result.actions.items():
+            print(f"action {name}: {json.dumps(answer)}")
+        for name, error in result.action_errors.items():
+            print(f"action {name} failed: {error}")
+        if result.analysis is not None:
+            _print_analysis(result.analysis, result.analysis_trimmed_chars)
+        elif result.analysis_error:
+            print(f"no analysis: {result.analysis_error}")
     return EXIT_OK
+
+
+def _print_analysis(analysis: dict[str, Any], trimmed: int) -> None:
+    print("\nanalysis" + (f" (the result was trimmed by {trimmed} characters before sending)" if trimmed else ""))
+    print(f"  summary: {analysis.get('summary', '')}")
+    for title, key in (("findings", "findings"), ("recommendations", "recommendations")):
+        items = analysis.get(key) or []
+        if items:
+            print(f"  {title}:")
+            for item in items:
+                print(f"    - {item}")
 
 
 def _why(exc: WorkflowFailureError) -> tuple[str, str, str]:
