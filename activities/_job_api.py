@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
@@ -279,7 +281,11 @@ class JobApiActivities:
             if remaining <= 0:
                 return HttpOutcome(outcome=OutcomeClass.OK, phase=JobPhase.RUNNING, status_word="deadline", polls=polls)
             await _sleep_heartbeating(min(wait, remaining), polls)
-            outcome = await self.poll_job(poll_input)
+            details_token = _heartbeat_details.set((polls,))
+            try:
+                outcome = await self.poll_job(poll_input)
+            finally:
+                _heartbeat_details.reset(details_token)
             polls += 1
             activity.heartbeat(polls)
             if _eventful(outcome, input) or (input.max_polls is not None and polls >= input.max_polls):
@@ -567,7 +573,7 @@ class JobApiActivities:
             return HttpOutcome(outcome=OutcomeClass.AUTH_REQUIRED, message=str(exc))
         all_headers = {**(headers or {}), **credentials}
         try:
-            async with asyncio.timeout(timeouts.read_seconds * _WHOLE_CALL_FACTOR):
+            async with _heartbeating(), asyncio.timeout(timeouts.read_seconds * _WHOLE_CALL_FACTOR):
                 response, body = await self._send(timeouts, method, url, all_headers, json_body)
             if secret:
                 # An API that echoes the credential back (in an error, a status, a result) must not get it
@@ -692,3 +698,32 @@ def _eventful(outcome: HttpOutcome, input: WatchJobInput) -> bool:
         return False
     before = input.last_progress or 0.0
     return int(outcome.progress // input.progress_step) != int(before // input.progress_step)
+
+
+# While a request is in flight, a regular activity heartbeats, so a worker that dies mid-call is noticed in
+# seconds (the workflow sets a short heartbeat timeout) instead of at the end of the start-to-close timeout.
+# Local activities are retried by the workflow task itself and need none. What to send as details: the
+# watch_job loop sets its poll count here so a heartbeat from inside a poll does not wipe it.
+REQUEST_HEARTBEAT_SECONDS = 2.0
+_heartbeat_details: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("heartbeat_details", default=())
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating() -> AsyncIterator[None]:
+    if not activity.in_activity() or activity.info().is_local:
+        yield
+        return
+    details = _heartbeat_details.get()
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(*details)
+            await asyncio.sleep(REQUEST_HEARTBEAT_SECONDS)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

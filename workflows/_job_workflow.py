@@ -52,6 +52,8 @@ SEARCH_ATTRIBUTE_KEYS = (JOB_STATE, JOB_API)
 
 # An HTTP call is bounded by the spec's timeouts (at most 2 x read timeout); these leave room on top.
 HTTP_ACTIVITY_TIMEOUT = timedelta(minutes=3)
+# HTTP activities heartbeat while a request is in flight: a worker killed mid-submit is noticed this fast.
+HTTP_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 # Activities return classified outcomes instead of raising; Temporal's retries only cover a worker that died
 # mid-call or a bug. A few quick tries, then the workflow counts it as a transient error.
 ACTIVITY_RETRY = RetryPolicy(
@@ -75,7 +77,7 @@ ANALYZE_TIMEOUT = timedelta(minutes=13)
 # is a change of commands for new runs only: it is read behind workflow.patched, so running jobs keep theirs.
 DEFAULT_POLL_MODE = "timer"
 # The activity poll mode: how long a silent worker may go unnoticed, and how coarse progress reports are.
-WATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+WATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 WATCH_PROGRESS_STEP = 10.0
 # Callbacks kept while the workflow is busy; an API that calls back more often only needs the latest ones.
 MAX_PENDING_CALLBACKS = 20
@@ -632,7 +634,7 @@ class LongRunningJob:
         *,
         summary: str,
         start_to_close_timeout: timedelta = HTTP_ACTIVITY_TIMEOUT,
-        heartbeat_timeout: timedelta | None = None,
+        heartbeat_timeout: timedelta = HTTP_HEARTBEAT_TIMEOUT,
     ) -> HttpOutcome:
         """Run an HTTP activity; if even Temporal's retries give up (a bug, a dead worker), it is transient."""
         try:
