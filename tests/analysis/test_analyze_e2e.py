@@ -17,8 +17,7 @@ from demo_service import DemoService
 from jobspec import AnalyzeSpec
 from tests.analysis.conftest import LLM_KEY, LLM_MODEL
 from tests.analysis.fake_llm import VALID_ANALYSIS, FakeLLM
-from tests.analysis.test_analyze_workflow import decoded_history
-from tests.conftest import demo_request, unique_id
+from tests.conftest import decoded_json_text, demo_request, unique_id
 from tests.e2e.conftest import Cli
 from workflows import JobResult, JobState, LongRunningJob
 
@@ -40,7 +39,7 @@ async def _run_with_worker(
         except BaseException:
             await handle.terminate(reason="test over")
             raise
-        history = decoded_history(json.dumps((await handle.fetch_history()).to_json_dict()))
+        history = decoded_json_text(json.dumps((await handle.fetch_history()).to_json_dict()))
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)

@@ -8,8 +8,6 @@ model endpoint was sent (prompt, model, key, response format, repair message).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from demo_service import DemoService
 from jobspec import AnalyzeSpec
 from tests.analysis.conftest import LLM_KEY, LLM_MODEL
 from tests.analysis.fake_llm import VALID_ANALYSIS, FakeLLM, Reply, completion, openai_error
-from tests.conftest import demo_spec, start_worker, unique_id
+from tests.conftest import decoded_json_text, demo_spec, start_worker, unique_id
 from tests.workflows._support import result_of, start, status_of, timers, track, wait_for_state
 from workflows import JobRequest, JobResult, JobState, JobStatus, LongRunningJob
 
@@ -48,25 +46,6 @@ async def run_job(
     return handle, result, status
 
 
-def decoded_history(raw: str) -> str:
-    """The history JSON plus every base64 string in it decoded (payloads are base64 in this form)."""
-    texts = [raw]
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-        elif isinstance(node, str):
-            try:
-                texts.append(base64.b64decode(node, validate=True).decode("utf-8", "replace"))
-            except (binascii.Error, ValueError):
-                pass
-
-    walk(json.loads(raw))
-    return "\n".join(texts)
 
 
 # -- the happy path ---------------------------------------------------------------------------------------------
@@ -433,7 +412,7 @@ async def test_key_never_in_history(
     assert result.analysis is not None
     assert LLM_KEY not in result.analysis["summary"] and "***" in result.analysis["summary"]
     assert all(r.authorization == f"Bearer {LLM_KEY}" for r in llm.requests)  # it was used...
-    history = decoded_history(json.dumps((await handle.fetch_history()).to_json_dict()))
+    history = decoded_json_text(json.dumps((await handle.fetch_history()).to_json_dict()))
     assert "harbour-7f" in history  # (the decoding works: the job's input is found)
     assert LLM_KEY not in history  # ...and never recorded
 

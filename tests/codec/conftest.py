@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -75,26 +72,6 @@ async def running_codec_server(codec: EncryptionCodec, **options: Any) -> AsyncI
         await runner.cleanup()
 
 
-def base64_sweep(raw_json: str) -> str:
-    """The JSON text plus every string in it that is base64, decoded: payload bytes are base64 in this form."""
-    texts = [raw_json]
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(key)
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-        elif isinstance(node, str):
-            try:
-                texts.append(base64.b64decode(node, validate=True).decode("utf-8", "replace"))
-            except (binascii.Error, ValueError):
-                pass
-
-    walk(json.loads(raw_json))
-    return "\n".join(texts)
 
 
 def payloads_in(message: Message) -> list[Payload]:

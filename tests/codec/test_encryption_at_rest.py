@@ -29,11 +29,10 @@ from tests.codec.conftest import (
     MARKER,
     RESULT_TEXT,
     SIGNAL_MARKER,
-    base64_sweep,
     payloads_in,
     running_codec_server,
 )
-from tests.conftest import demo_request, unique_id
+from tests.conftest import decoded_json_text, demo_request, unique_id
 from workflows import SEARCH_ATTRIBUTE_KEYS, JobResult, JobState, LongRunningJob
 
 SECRET_INPUT = {"work_polls": 1, "secret_note": MARKER}
@@ -76,7 +75,7 @@ async def test_raw_history_holds_no_plaintext_but_the_codec_reads_it(
     assert result.result["output"].startswith(RESULT_TEXT) and result.result["input"]["secret_note"] == MARKER
 
     raw, history = await raw_history_json(plain_client, workflow_id)
-    swept = base64_sweep(raw)
+    swept = decoded_json_text(raw)
     for secret in (MARKER, SIGNAL_MARKER, RESULT_TEXT, demo.url):
         assert secret not in swept, f"{secret!r} is stored in plaintext"
     events = {event.WhichOneof("attributes") for event in history.events}
@@ -148,10 +147,10 @@ async def test_codec_server_and_temporal_cli_decode_the_stored_history(
         without = await _run(*show, "--output", "json", env=env)
         with_codec = await _run(*show, "--output", "json", *codec_flags, env=env)
         as_text = await _run(*show, *codec_flags, env=env)
-    swept_without = base64_sweep(without)
+    swept_without = decoded_json_text(without)
     assert MARKER not in swept_without and SIGNAL_MARKER not in swept_without and RESULT_TEXT not in swept_without
     assert "binary/encrypted" in swept_without
-    swept_with = base64_sweep(with_codec)
+    swept_with = decoded_json_text(with_codec)
     assert MARKER in swept_with and SIGNAL_MARKER in swept_with and RESULT_TEXT in swept_with
     assert "binary/encrypted" not in swept_with
     [result_line] = [line for line in as_text.splitlines() if line.strip().startswith("Result ")]
@@ -199,7 +198,7 @@ async def test_connect_client_turns_the_codec_on_from_the_environment(
     workflow_id, result = await run_secret_job(client, demo, http, task_queue, worker_environ)
     assert result.state is JobState.SUCCEEDED
     raw, _ = await raw_history_json(plain_client, workflow_id)
-    assert MARKER not in base64_sweep(raw) and RESULT_TEXT not in base64_sweep(raw)
+    assert MARKER not in decoded_json_text(raw) and RESULT_TEXT not in decoded_json_text(raw)
 
 
 async def test_turning_the_codec_on_keeps_unencrypted_workflows_readable(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import signal
 import socket
@@ -14,7 +12,7 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from demo_service import DEFAULT_WEBHOOK_SECRET, DemoService
-from tests.conftest import DEMO_TOKEN, register_secret, unique_id
+from tests.conftest import DEMO_TOKEN, decoded_json_text, register_secret, unique_id
 from tests.e2e.conftest import Cli, eventually
 
 ADMIN = {"X-Admin-Key": "test-admin"}
@@ -29,25 +27,6 @@ async def _status(cli: Cli, workflow_id: str) -> dict[str, Any]:
     return status
 
 
-def _decoded_history(raw: str) -> str:
-    """The history JSON plus every base64 string in it decoded: payloads are base64 in this form."""
-    texts = [raw]
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-        elif isinstance(node, str):
-            try:
-                texts.append(base64.b64decode(node, validate=True).decode("utf-8", "replace"))
-            except (binascii.Error, ValueError):
-                pass
-
-    walk(json.loads(raw))
-    return "\n".join(texts)
 
 
 async def test_rate_limit_then_auth_pause_then_cli_resume(
@@ -92,7 +71,7 @@ async def test_rate_limit_then_auth_pause_then_cli_resume(
     assert demo.state.jobs_created == 1
 
     shown = await cli.temporal("workflow", "show", "--workflow-id", workflow_id, "--output", "json")
-    history = _decoded_history(shown.stdout)
+    history = decoded_json_text(shown.stdout)
     assert '"events"' in shown.stdout
     assert "auth_paused" in history  # the decoding works: the search attribute upsert is in there
     for secret in (DEMO_TOKEN, ROTATED_TOKEN):

@@ -7,34 +7,9 @@ the session's dev server (payloads decoded from base64), every log record, every
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from typing import Any
-
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import SECRET_VALUES, SEEN_OUTPUT, WORKER_LOGS
-
-
-def _decoded(history_json: str) -> str:
-    texts = [history_json]
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-        elif isinstance(node, str) and len(node) >= 8:
-            try:
-                texts.append(base64.b64decode(node, validate=True).decode("utf-8", "replace"))
-            except (binascii.Error, ValueError):
-                pass
-
-    walk(json.loads(history_json))
-    return "\n".join(texts)
+from tests.conftest import SECRET_VALUES, SEEN_OUTPUT, WORKER_LOGS, decoded_json_text
 
 
 async def test_no_credential_in_any_history_log_or_command_output(dev_env: WorkflowEnvironment) -> None:
@@ -45,7 +20,7 @@ async def test_no_credential_in_any_history_log_or_command_output(dev_env: Workf
     async for execution in dev_env.client.list_workflows():
         handle = dev_env.client.get_workflow_handle(execution.id, run_id=execution.run_id)
         history = await handle.fetch_history()
-        places.append((f"history of {execution.id}", _decoded(history.to_json())))
+        places.append((f"history of {execution.id}", decoded_json_text(history.to_json())))
         histories += 1
     leaks = sorted({(where, secret[:4] + "…") for where, text in places for secret in secrets if secret in text})
     assert not leaks, leaks
