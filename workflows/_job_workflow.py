@@ -96,11 +96,15 @@ class _StepFailed(Exception):
 class LongRunningJob:
     """One external job, from submission to its end. Signal ``resume`` after fixing credentials."""
 
-    def __init__(self) -> None:
-        self._status = JobStatus()
+    @workflow.init
+    def __init__(self, request: JobRequest) -> None:
+        # The carried state is restored here, not in run(): signals that reach a new run before its first task
+        # are handled before run() starts, and must count against the carried status, not a throw-away one.
+        carried = request.carried_status
+        self._status = JobStatus() if carried is None else carried.model_copy(update={"runs": carried.runs + 1})
         self._resume_requested = False
         self._publish_job_state = True
-        self._callbacks: list[Any] = []
+        self._callbacks: list[Any] = list(request.carried_callbacks)
         self._notifications: list[ActivityHandle[Any]] = []
         self._spec: ApiSpec | None = None
         self._notification_count = 0
@@ -145,11 +149,11 @@ class LongRunningJob:
         self._publish_job_state = request.publish_job_state
         self._request = request
         now = workflow.now()
-        if request.carried_status is not None:
-            self._status = request.carried_status.model_copy(update={"runs": request.carried_status.runs + 1})
-            self._callbacks = [*request.carried_callbacks, *self._callbacks]
-        else:
-            self._status = JobStatus(api=request.api, started_at=now, deadline=now + self._options.job_timeout)
+        if request.carried_status is None:
+            # Fill in the status __init__ made (a signal may already have counted on it).
+            self._status.api = request.api
+            self._status.started_at = now
+            self._status.deadline = now + self._options.job_timeout
             self._publish_state(first=True)
         spec: ApiSpec | None = request.spec
         try:
