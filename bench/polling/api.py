@@ -91,7 +91,6 @@ class PollRecorder:
             "seconds": end - start,
             "polls": self.window_polls,
             "jobs_polled": len(self.window_counts),
-            "starved": sum(1 for job in self.counts if job not in self.window_counts),
             "lateness": {
                 "count": len(lateness),
                 "p50": percentile(lateness, 50),

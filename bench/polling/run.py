@@ -318,7 +318,7 @@ async def run_one(
 
     result.seconds = window["seconds"]
     result.polls = window["polls"]
-    result.starved = window["starved"]
+    result.starved = jobs - window["jobs_polled"]  # not polled at all in the window
     result.lateness = window["lateness"]
     sample_polls = sum(window["sample"].values())
     grown = sum(max(0, after[i] - before[i]) for i in sample)
@@ -438,7 +438,7 @@ def report_scale(r: Result) -> None:
     p99 = r.lateness.get("p99")
     log(f"lateness p50 {fmt_s(r.lateness.get('p50'))}, p90 {fmt_s(r.lateness.get('p90'))}, p99 {fmt_s(p99)}, "
         f"max {fmt_s(r.lateness.get('max'))} over {r.lateness.get('count')} polls")
-    ok_late = p99 is not None and p99 < 2.0
+    ok_late = p99 is not None and p99 < 2.0 and r.starved == 0  # a job never polled is late without bound
     ok_mem = r.worker_peak_mib is not None and r.worker_peak_mib < 1.5 * GIB
     log(f"goal p99 lateness < 2 s: {'met' if ok_late else 'NOT met'}; "
         f"goal worker peak memory < 1.5 GiB: {'met' if ok_mem else 'NOT met'} "
