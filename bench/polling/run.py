@@ -483,6 +483,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace) -> int:
+    # SIGTERM, like Ctrl-C, cancels the run: every process it started is stopped on the way out.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     contenders = [CONTENDERS[name.strip()] for name in args.contenders.split(",") if name.strip()]
     if version("dbos") == "not installed":
         log("dbos is not installed (pip install dbos): skipping it")
@@ -525,7 +529,7 @@ def main() -> None:
     code = 1
     try:
         code = asyncio.run(amain(args))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         code = 130
     finally:
         sys.stdout.flush()
