@@ -17,8 +17,19 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 import argparse  # noqa: E402
 import logging  # noqa: E402
 
-from longjobs import run_command, run_worker  # noqa: E402
+from activities import MAX_REQUESTS_IN_FLIGHT  # noqa: E402
+from longjobs import MAX_CONCURRENT_ACTIVITIES, run_command, run_worker  # noqa: E402
 from workflows import TASK_QUEUE  # noqa: E402
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
 
 
 def main() -> None:
@@ -34,6 +45,14 @@ def main() -> None:
         help="serve Prometheus metrics (the SDK's and the jobs') at http://HOST:PORT/metrics",
     )
     parser.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics endpoint")
+    parser.add_argument(
+        "--max-concurrent-activities", type=positive_int, default=MAX_CONCURRENT_ACTIVITIES, metavar="N",
+        help="activities at once; in the activity poll mode, jobs this worker follows at once (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-requests-in-flight", type=positive_int, default=MAX_REQUESTS_IN_FLIGHT, metavar="N",
+        help="HTTP requests at once, all jobs together; more wait their turn (default: %(default)s)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -43,6 +62,8 @@ def main() -> None:
         run_worker(
             task_queue=args.task_queue, callbacks_port=args.callbacks_port, callbacks_host=args.callbacks_host,
             metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+            max_concurrent_activities=args.max_concurrent_activities,
+            max_requests_in_flight=args.max_requests_in_flight,
         ),
         prog="worker.py",
     )

@@ -7,6 +7,7 @@ httpx, which the workflow sandbox rejects.
 from activities._analysis import Analysis, AnalyzeInput
 from activities._credentials import CredentialMissing, read_secret
 from activities._job_api import (
+    MAX_REQUESTS_IN_FLIGHT,
     ActionInput,
     CancelJobInput,
     FetchResultInput,
@@ -28,6 +29,7 @@ from activities._outcome import (
 )
 
 __all__ = [
+    "MAX_REQUESTS_IN_FLIGHT",
     "ActionInput",
     "Analysis",
     "AnalyzeInput",

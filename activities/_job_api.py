@@ -59,6 +59,9 @@ from jobspec import (
 # of the read timeout (each chunk alone would pass the read timeout).
 _WHOLE_CALL_FACTOR = 2.0
 
+# Requests one worker has in flight at once; more wait their turn (the HTTP client's pool is this size too).
+MAX_REQUESTS_IN_FLIGHT = 100
+
 # The model endpoint's credential, read on the worker at call time like any API's; models can be slow.
 LLM_AUTH = AuthSpec(type="bearer", secret_env="LLM_API_KEY", secret_file_env="LLM_API_KEY_FILE", optional=True)
 LLM_TIMEOUTS = HttpTimeouts(read_seconds=120.0)
@@ -194,9 +197,20 @@ class JobApiActivities:
     of jobs). ``environ`` is where credentials are read from; tests pass their own.
     """
 
-    def __init__(self, http: httpx.AsyncClient, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        environ: Mapping[str, str] | None = None,
+        max_requests_in_flight: int = MAX_REQUESTS_IN_FLIGHT,
+    ) -> None:
         self._http = http
         self._environ = os.environ if environ is None else environ
+        # Requests wait here, not in httpx's pool: the pool scans its whole queue of waiting requests on
+        # every request it starts or ends, so thousands of jobs polling at once spent a core on that scan (seen
+        # at 2,000 jobs polled every second: polls stopped, CPU stayed busy). The wait is local, so it is not
+        # part of the request's timeout; the activity heartbeats through it.
+        self._in_flight = asyncio.Semaphore(max_requests_in_flight)
 
     # -- the activities -------------------------------------------------------------------------------------
 
@@ -276,20 +290,21 @@ class JobApiActivities:
         polls = int(details[0]) if details else 0
         wait = input.first_wait_seconds if polls == 0 else input.poll_interval_seconds
         poll_input = PollJobInput(spec=input.spec, job_id=input.job_id, status_url=input.status_url)
+        heartbeat = _Heartbeat()
         while True:
             remaining = (input.deadline - datetime.now(UTC)).total_seconds()
             if remaining <= 0:
                 return HttpOutcome(outcome=OutcomeClass.OK, phase=JobPhase.RUNNING, status_word="deadline", polls=polls)
-            await _sleep_heartbeating(min(wait, remaining), polls)
+            await heartbeat.sleep(min(wait, remaining), polls)
             details_token = _heartbeat_details.set((polls,))
             try:
                 outcome = await self.poll_job(poll_input)
             finally:
                 _heartbeat_details.reset(details_token)
             polls += 1
-            activity.heartbeat(polls)
             if _eventful(outcome, input) or (input.max_polls is not None and polls >= input.max_polls):
                 return outcome.model_copy(update={"polls": polls})
+            heartbeat.beat_if_due(polls)
             wait = input.poll_interval_seconds
 
     @activity.defn(name="fetch_result")
@@ -360,7 +375,8 @@ class JobApiActivities:
             msg_id = input.message_id or f"{activity.info().workflow_id}:{activity.info().activity_id}"
             headers.update(signed_headers(secret, body, msg_id=msg_id))
         try:
-            response = await self._http.post(input.url, content=body, headers=headers, timeout=httpx.Timeout(15.0))
+            async with self._in_flight:
+                response = await self._http.post(input.url, content=body, headers=headers, timeout=httpx.Timeout(15.0))
         except httpx.HTTPError as exc:
             raise ApplicationError(f"notification to {input.url} failed: {type(exc).__name__}") from None
         outcome = classify_status_code(response.status_code)
@@ -573,8 +589,9 @@ class JobApiActivities:
             return HttpOutcome(outcome=OutcomeClass.AUTH_REQUIRED, message=str(exc))
         all_headers = {**(headers or {}), **credentials}
         try:
-            async with _heartbeating(), asyncio.timeout(timeouts.read_seconds * _WHOLE_CALL_FACTOR):
-                response, body = await self._send(timeouts, method, url, all_headers, json_body)
+            async with _heartbeating(), self._in_flight:
+                async with asyncio.timeout(timeouts.read_seconds * _WHOLE_CALL_FACTOR):
+                    response, body = await self._send(timeouts, method, url, all_headers, json_body)
             if secret:
                 # An API that echoes the credential back (in an error, a status, a result) must not get it
                 # into history: scrub it from the raw body, before anything is parsed or shortened.
@@ -673,19 +690,38 @@ def _fill_action_body(template: Any, input: ActionInput) -> Any:
     return template
 
 
-# Heartbeat at least this often while waiting; the workflow's heartbeat timeout is a few times longer.
-HEARTBEAT_EVERY_SECONDS = 10.0
+class _Heartbeat:
+    """The watch loop's heartbeats: at least three per heartbeat timeout, and no more.
 
+    Each heartbeat costs the worker a task and an encoding, and the SDK sends at most one per 0.8 timeouts to
+    the server anyway (cancellation arrives in the server's answer), so heartbeating on every poll of a
+    1-second loop would only burn CPU that thousands of jobs need for their polls. The poll count in the
+    details is therefore up to one heartbeat period old after a crash: a few polls counted twice at most.
+    """
 
-async def _sleep_heartbeating(seconds: float, polls: int) -> None:
-    """Sleep, heartbeating so a dead worker is noticed and cancellation arrives."""
-    end = asyncio.get_running_loop().time() + seconds
-    while True:
-        activity.heartbeat(polls)
-        left = end - asyncio.get_running_loop().time()
-        if left <= 0:
-            return
-        await asyncio.sleep(min(left, HEARTBEAT_EVERY_SECONDS))
+    MIN_EVERY_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        timeout = activity.info().heartbeat_timeout
+        seconds = timeout.total_seconds() / 3 if timeout else 0.0
+        self.every = max(self.MIN_EVERY_SECONDS, seconds)
+        self.last = float("-inf")
+
+    def beat_if_due(self, polls: int) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self.last >= self.every:
+            activity.heartbeat(polls)
+            self.last = now
+
+    async def sleep(self, seconds: float, polls: int) -> None:
+        """Sleep, heartbeating when due, so a dead worker is noticed and cancellation arrives."""
+        end = asyncio.get_running_loop().time() + seconds
+        while True:
+            self.beat_if_due(polls)
+            left = end - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, self.every - (asyncio.get_running_loop().time() - self.last)))
 
 
 def _eventful(outcome: HttpOutcome, input: WatchJobInput) -> bool:
@@ -716,9 +752,11 @@ async def _heartbeating() -> AsyncIterator[None]:
     details = _heartbeat_details.get()
 
     async def beat() -> None:
+        # Sleep first: a request that answers within the period needs no heartbeat (the heartbeat timeout
+        # runs from the activity's start or its last heartbeat).
         while True:
-            activity.heartbeat(*details)
             await asyncio.sleep(REQUEST_HEARTBEAT_SECONDS)
+            activity.heartbeat(*details)
 
     task = asyncio.create_task(beat())
     try:

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities import JobApiActivities
+from activities import MAX_REQUESTS_IN_FLIGHT, JobApiActivities
 from longjobs._connection import UserError, connect_client
 from workflows import TASK_QUEUE, LongRunningJob
 
@@ -32,10 +32,19 @@ SEARCH_ATTRIBUTES = {
 }
 
 
-def new_http_client() -> httpx.AsyncClient:
+# Activities one worker runs at once. In the activity poll mode every job being followed holds one (a
+# heartbeating coroutine that sleeps between polls, a few KiB), so this is how many jobs one worker can follow;
+# the SDK's default of 100 would leave job 101 unpolled until another job changes. HTTP requests have their own,
+# far smaller limit (MAX_REQUESTS_IN_FLIGHT).
+MAX_CONCURRENT_ACTIVITIES = 10_000
+
+
+def new_http_client(max_connections: int = MAX_REQUESTS_IN_FLIGHT) -> httpx.AsyncClient:
     """The worker's one HTTP client; per-request timeouts come from each API spec."""
     return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        # Every connection may stay open: a worker talks to a few APIs, and a closed one is a new TCP (and
+        # TLS) handshake on the next poll.
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         follow_redirects=False,
         timeout=httpx.Timeout(30.0, connect=5.0),
     )
@@ -47,14 +56,17 @@ def new_worker(
     *,
     task_queue: str = TASK_QUEUE,
     environ: Mapping[str, str] | None = None,
+    max_requests_in_flight: int = MAX_REQUESTS_IN_FLIGHT,
     **options: Any,
 ) -> Worker:
     """A worker for ``LongRunningJob`` and its activities.
 
     ``environ`` is where activities read credentials (default: the process environment); tests and the demo
-    pass their own, along with their own task queue and worker options.
+    pass their own, along with their own task queue and worker options. ``max_requests_in_flight`` bounds
+    the HTTP requests of all activities together (give the HTTP client as many connections).
     """
-    job_api = JobApiActivities(http, environ=environ)
+    job_api = JobApiActivities(http, environ=environ, max_requests_in_flight=max_requests_in_flight)
+    options.setdefault("max_concurrent_activities", MAX_CONCURRENT_ACTIVITIES)
     options.setdefault("graceful_shutdown_timeout", timedelta(seconds=10))
     return Worker(
         client,
@@ -105,6 +117,8 @@ async def run_worker(
     callbacks_host: str = "127.0.0.1",
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    max_concurrent_activities: int = MAX_CONCURRENT_ACTIVITIES,
+    max_requests_in_flight: int = MAX_REQUESTS_IN_FLIGHT,
 ) -> int:
     """Run until SIGTERM or SIGINT, then finish in-flight tasks (bounded) and return 0.
 
@@ -139,8 +153,11 @@ async def run_worker(
         if metrics_port is not None:
             await stack.enter_async_context(reporting_paused_jobs(client, task_queue=task_queue))
             log.info("metrics at http://%s:%d/metrics", metrics_host, metrics_port)
-        http = await stack.enter_async_context(new_http_client())
-        worker = new_worker(client, http, task_queue=task_queue, environ=environ)
+        http = await stack.enter_async_context(new_http_client(max_requests_in_flight))
+        worker = new_worker(
+            client, http, task_queue=task_queue, environ=environ, max_requests_in_flight=max_requests_in_flight,
+            max_concurrent_activities=max_concurrent_activities,
+        )
         async with worker:
             log.info("worker running on task queue %r at %s", task_queue, client.service_client.config.target_host)
             await stop.wait()

@@ -4,6 +4,7 @@ service on loopback for what only a socket shows (resets, silent and trickling s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
@@ -767,3 +768,37 @@ async def test_real_nobody_listening_is_transient_cannot_connect(
     outcome = await real.poll_job(PollJobInput(spec=spec, job_id="job_x"))
     assert outcome.outcome is OutcomeClass.TRANSIENT
     assert outcome.message.startswith("cannot connect")
+
+
+# -- requests in flight -----------------------------------------------------------------------------------
+
+
+async def test_requests_beyond_the_in_flight_limit_wait_their_turn_and_all_succeed(
+    worker_environ: dict[str, str],
+) -> None:
+    """Polls past ``max_requests_in_flight`` queue in the activities, not in httpx's pool, and none fails."""
+    in_flight = 0
+    most = 0
+    release = asyncio.Event()
+    limit_reached = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == 3:
+            limit_reached.set()
+        await release.wait()
+        in_flight -= 1
+        return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[-1], "status": "running"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        acts = JobApiActivities(client, environ=worker_environ, max_requests_in_flight=3)
+        polls = [asyncio.create_task(acts.poll_job(PollJobInput(spec=SPEC, job_id=f"job_{i}"))) for i in range(10)]
+        await asyncio.wait_for(limit_reached.wait(), 10)
+        await asyncio.sleep(0.05)  # time for any more requests to get through, if the limit let them
+        assert in_flight == 3
+        release.set()
+        outcomes = await asyncio.gather(*polls)
+    assert most == 3
+    assert [o.outcome for o in outcomes] == [OutcomeClass.OK] * 10

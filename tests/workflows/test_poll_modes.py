@@ -5,6 +5,7 @@ The activity sleeps in real time (time skipping does not reach into activities),
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
@@ -128,3 +129,26 @@ async def test_heartbeat_details_carry_the_poll_count_across_a_retry(demo: DemoS
     # The first poll crossed a progress step, so it came back at once: one poll on top of the five recorded.
     assert outcome.outcome is OutcomeClass.OK and outcome.progress is not None
     assert outcome.polls == 5 + 1
+
+
+async def test_a_worker_with_default_options_follows_more_jobs_at_once_than_the_sdk_default_slots(
+    time_env: WorkflowEnvironment, demo: DemoService, http: httpx.AsyncClient, task_queue: str,
+    worker_environ: dict[str, str],
+) -> None:
+    """Every job being followed holds an activity: 150 running jobs are all polled, none waits for a slot.
+
+    (The SDK's default of 100 activity slots would leave 50 jobs unpolled until others changed or ended.)
+    """
+    jobs = 150
+    async with start_worker(time_env.client, http, task_queue, worker_environ):
+        for _ in range(jobs):
+            await start(time_env.client, demo, task_queue, input={"work_polls": 100_000},
+                        poll_interval_seconds=1.0, poll_mode="activity")
+        for _ in range(600):
+            polled = [job for job in demo.state.jobs.values() if job.polls >= 2]
+            if len(polled) == jobs:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"only {len(polled)} of {jobs} running jobs were polled twice")
+    assert demo.state.jobs_created == jobs
