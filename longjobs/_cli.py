@@ -37,6 +37,7 @@ _FLAG_FOR_FIELD = {
     "api": "--api",
     "completion": "--completion",
     "callback_fallback_poll_seconds": "--callback-fallback-poll",
+    "history_events_per_run": "--history-events-per-run",
     "notify": "--notify",
     "actions": "--action",
 }
@@ -78,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="poll (default); callback: wait for the API to call back; hybrid: callback with slow fallback polling",
     )
     start.add_argument("--callback-fallback-poll", type=float, metavar="S", help="hybrid's polling interval (60)")
-    start.add_argument("--poll-mode", choices=["timer", "activity"], help="how polls wait (README, Performance)")
+    start.add_argument("--poll-mode", choices=["timer", "activity"],
+                       help="how polls wait: activity (default) or timer (README, Performance)")
+    start.add_argument("--history-events-per-run", type=int, metavar="N",
+                       help="continue-as-new past N history events if the server has not suggested it (8000)")
     start.add_argument("--analyze", action="store_true",
                        help="after success, a language model analyses the result (LLM_BASE_URL on the worker)")
     start.add_argument("--notify", action="append", default=[], metavar="URL",
@@ -194,6 +198,7 @@ def build_request(args: argparse.Namespace) -> JobRequest:
         ("completion", args.completion),
         ("callback_fallback_poll_seconds", args.callback_fallback_poll),
         ("poll_mode", args.poll_mode),
+        ("history_events_per_run", args.history_events_per_run),
         ("analyze", {} if args.analyze else None),
     ):
         if value is not None:

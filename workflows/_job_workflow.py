@@ -67,20 +67,26 @@ NOTIFY_RETRY = RetryPolicy(
 NOTIFY_TIMEOUT = timedelta(minutes=10)
 # How long the run stays open at the job's end for its last notifications to land (retries stop when it closes).
 NOTIFY_GRACE = timedelta(minutes=2)
-# Past this many events a run hands over to a new one even if the server has not suggested it yet; well
-# under the 10,240-event warning.
-MAX_EVENTS_PER_RUN = 8_000
 # A model's answer, a retry without structured output and one repair request, within one activity call (each
 # HTTP call is bounded at 240 s).
 ANALYZE_TIMEOUT = timedelta(minutes=13)
 # The poll mode of jobs that do not choose one (README, Performance: what the benchmark favours). Changing it
 # is a change of commands for new runs only: it is read behind workflow.patched, so running jobs keep theirs.
-DEFAULT_POLL_MODE = "timer"
-# The activity poll mode: how long a silent worker may go unnoticed, and how coarse progress reports are.
+DEFAULT_POLL_MODE = "activity"
+# The activity poll mode: how long a silent worker may go unnoticed, and how coarse progress reports are. With
+# long poll intervals the timeout grows to two intervals (capped): every heartbeat is a server call, and at
+# 10,000 jobs heartbeats every few seconds would cost the server more than the polls do.
 WATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+WATCH_HEARTBEAT_TIMEOUT_MAX = timedelta(minutes=5)
 WATCH_PROGRESS_STEP = 10.0
 # Callbacks kept while the workflow is busy; an API that calls back more often only needs the latest ones.
 MAX_PENDING_CALLBACKS = 20
+
+
+def watch_heartbeat_timeout(poll_interval_seconds: float) -> timedelta:
+    """The watch activity's heartbeat timeout: 30 s, or two poll intervals when longer, at most 5 minutes."""
+    interval = timedelta(seconds=2 * poll_interval_seconds)
+    return min(max(WATCH_HEARTBEAT_TIMEOUT, interval), WATCH_HEARTBEAT_TIMEOUT_MAX)
 
 
 class _StepFailed(Exception):
@@ -271,7 +277,7 @@ class LongRunningJob:
             outcome = await self._activity(
                 JobApiActivities.watch_job, watch_input, summary="watch job",
                 start_to_close_timeout=max(deadline - workflow.now(), timedelta(0)) + HTTP_ACTIVITY_TIMEOUT,
-                heartbeat_timeout=WATCH_HEARTBEAT_TIMEOUT,
+                heartbeat_timeout=watch_heartbeat_timeout(self._options.poll_interval_seconds),
             )
             self._status.poll_count += outcome.polls
             return outcome
@@ -527,11 +533,14 @@ class LongRunningJob:
 
     async def _continue_as_new_if_due(self, spec: ApiSpec, request: JobRequest) -> None:
         info = workflow.info()
-        if not (info.is_continue_as_new_suggested() or info.get_current_history_length() > MAX_EVENTS_PER_RUN):
+        # Past history_events_per_run (8,000 by default, well under the 10,240-event warning) a run hands over
+        # even if the server has not suggested it: servers can be configured to suggest late or never.
+        length = info.get_current_history_length()
+        if not (info.is_continue_as_new_suggested() or length > self._options.history_events_per_run):
             return
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._drain_notifications()
-        workflow.logger.info("continuing as new after %d events", info.get_current_history_length())
+        workflow.logger.info("continuing as new after %d events", length)
         workflow.continue_as_new(
             request.model_copy(
                 update={

@@ -77,7 +77,14 @@ class JobOptions(BaseModel):
         default=None,
         description="timer: each poll is a local activity and a durable timer (about 6 history events); "
         "activity: one heartbeating activity polls until something happens (no history while nothing does); "
-        "unset: the default (README, Performance). Callback completion always uses timers.",
+        "unset: activity for new jobs (README, Performance). Callback completion always uses timers.",
+    )
+    history_events_per_run: int = Field(
+        default=8_000,
+        ge=500,
+        le=10_000,
+        description="hand over to a new run (continue-as-new) past this many history events, if the server "
+        "has not suggested it earlier; lower it for a cluster with a lower history limit",
     )
 
 

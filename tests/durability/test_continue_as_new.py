@@ -175,6 +175,37 @@ async def test_twenty_thousand_polls_every_run_under_the_history_warning(
     assert all(run.request.spec == request.spec for run in runs)
 
 
+async def test_a_run_hands_over_at_its_own_event_limit_when_the_server_does_not_suggest_it(
+    time_env: WorkflowEnvironment, demo: DemoService, http: httpx.AsyncClient, task_queue: str,
+    worker_environ: dict[str, str],
+) -> None:
+    """``history_events_per_run`` below the server's suggestion (4,096 here): the job's own limit hands over."""
+    client = time_env.client
+    limit = 500
+    request = demo_request(demo, input={"work_polls": 300}, poll_interval_seconds=60, history_events_per_run=limit)
+    async with start_worker(client, http, task_queue, worker_environ):
+        handle = await client.start_workflow(
+            LongRunningJob.run, request, id=unique_id("can-own"), task_queue=task_queue
+        )
+        async with terminated_unless_done(handle):
+            result: JobResult = await asyncio.wait_for(handle.result(), GUARD_SECONDS)
+
+    assert result.state is JobState.SUCCEEDED and result.poll_count >= 300
+    runs = await runs_of(client, handle.id, handle.first_execution_run_id)
+    lengths = [len(run.events) for run in runs]
+    # 300 polls at 6 events are about 1,800 events: four runs, each handed over within a poll of the limit.
+    assert len(runs) >= 4 and result.runs == len(runs), lengths
+    assert all(limit < length <= limit + 2 * EVENTS_PER_POLL + 10 for length in lengths[:-1]), lengths
+    assert all(run.continued_as_new for run in runs[:-1])
+    suggested = [
+        e for run in runs for e in run.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+        and e.workflow_task_started_event_attributes.suggest_continue_as_new
+    ]
+    assert not suggested, "the server suggested a hand-over: this test no longer shows the job's own limit"
+    assert demo.state.jobs_created == 1 and demo.state.submit_requests == 1
+
+
 # -- hand-overs every few polls, on a dev server of this module's own ---------------------------------------
 
 
@@ -199,6 +230,7 @@ async def can_env() -> AsyncIterator[WorkflowEnvironment]:
 async def start_job(client: Client, demo: DemoService, task_queue: str, **fields: Any) -> WorkflowHandle[Any, Any]:
     fields.setdefault("input", {"work_polls": 12})
     fields.setdefault("poll_interval_seconds", QUICK)
+    fields.setdefault("poll_mode", "timer")  # a poll is a local activity inside a known workflow task (above)
     request = demo_request(demo, time_skipping=False, **fields)
     return await client.start_workflow(LongRunningJob.run, request, id=unique_id("can"), task_queue=task_queue)
 
