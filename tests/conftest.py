@@ -159,8 +159,14 @@ def demo_spec(service: DemoService) -> ApiSpec:
 
 
 def demo_request(service: DemoService, *, time_skipping: bool = True, **fields: Any) -> JobRequest:
-    """A job on the demo service; on the time-skipping server the JobState upsert is off (it has no registry)."""
+    """A job on the demo service; on the time-skipping server the JobState upsert is off (it has no registry).
+
+    On the time-skipping server the job polls with timers unless the test chooses: the server skips time only
+    while no activity runs, and the activity mode's waits are inside an activity (real time).
+    """
     fields.setdefault("input", {"work_polls": 2})
+    if time_skipping:
+        fields.setdefault("poll_mode", "timer")
     return JobRequest(api="demo", spec=demo_spec(service), publish_job_state=not time_skipping, **fields)
 
 

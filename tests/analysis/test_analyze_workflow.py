@@ -99,7 +99,7 @@ async def test_spec_level_analyze_and_model_override(
     spec = demo_spec(demo).model_copy(
         update={"analyze": AnalyzeSpec(prompt="Spec prompt. Result: {result}", model="spec-model")}
     )
-    request = JobRequest(api="demo", spec=spec, input=INPUT, publish_job_state=False)
+    request = JobRequest(api="demo", spec=spec, input=INPUT, publish_job_state=False, poll_mode="timer")
     async with start_worker(time_env.client, http, task_queue, llm_environ):
         handle = track(await time_env.client.start_workflow(
             LongRunningJob.run, request, id=unique_id("spec-analyze"), task_queue=task_queue))
@@ -116,7 +116,7 @@ async def test_job_level_analyze_wins_over_the_spec(
     llm: FakeLLM, llm_environ: dict[str, str],
 ) -> None:
     spec = demo_spec(demo).model_copy(update={"analyze": AnalyzeSpec(prompt="spec {result}", model="spec-model")})
-    request = JobRequest(api="demo", spec=spec, input=INPUT, publish_job_state=False,
+    request = JobRequest(api="demo", spec=spec, input=INPUT, publish_job_state=False, poll_mode="timer",
                          analyze=AnalyzeSpec(prompt="job {result}"))
     async with start_worker(time_env.client, http, task_queue, llm_environ):
         handle = track(await time_env.client.start_workflow(

@@ -36,15 +36,17 @@ from tests.conftest import decoded_json_text, demo_request, unique_id
 from workflows import SEARCH_ATTRIBUTE_KEYS, JobResult, JobState, LongRunningJob
 
 SECRET_INPUT = {"work_polls": 1, "secret_note": MARKER}
-NOT_SECRET_SEARCH_ATTRIBUTES = {key.name for key in SEARCH_ATTRIBUTE_KEYS}
+# The project's, and the SDK's record of the patches a run went through (workflow.patched upserts it).
+NOT_SECRET_SEARCH_ATTRIBUTES = {key.name for key in SEARCH_ATTRIBUTE_KEYS} | {"TemporalChangeVersion"}
 
 
 async def run_secret_job(
     client: Client, demo: DemoService, http: httpx.AsyncClient, task_queue: str, worker_environ: dict[str, str],
-    *, starter: Client | None = None,
+    *, starter: Client | None = None, poll_mode: str | None = None,
 ) -> tuple[str, JobResult]:
     """A demo job whose input carries the marker, signalled once with another marker; the worker uses ``client``."""
-    request = demo_request(demo, time_skipping=False, input=SECRET_INPUT, poll_interval_seconds=0.5)
+    request = demo_request(demo, time_skipping=False, input=SECRET_INPUT, poll_interval_seconds=0.5,
+                           poll_mode=poll_mode)
     async with new_worker(client, http, task_queue=task_queue, environ=worker_environ):
         handle: WorkflowHandle[Any, JobResult] = await (starter or client).start_workflow(
             LongRunningJob.run, request, id=unique_id("codec"), task_queue=task_queue,
@@ -66,11 +68,14 @@ async def raw_history_json(plain_client: Client, workflow_id: str) -> tuple[str,
     return history.to_json(), history
 
 
+@pytest.mark.parametrize("poll_mode", ["timer", None], ids=["timer", "default"])
 async def test_raw_history_holds_no_plaintext_but_the_codec_reads_it(
     codec_client: Client, plain_client: Client, codec: EncryptionCodec, demo: DemoService,
-    http: httpx.AsyncClient, task_queue: str, worker_environ: dict[str, str],
+    http: httpx.AsyncClient, task_queue: str, worker_environ: dict[str, str], poll_mode: str | None,
 ) -> None:
-    workflow_id, result = await run_secret_job(codec_client, demo, http, task_queue, worker_environ)
+    workflow_id, result = await run_secret_job(
+        codec_client, demo, http, task_queue, worker_environ, poll_mode=poll_mode
+    )
     assert result.state is JobState.SUCCEEDED
     assert result.result["output"].startswith(RESULT_TEXT) and result.result["input"]["secret_note"] == MARKER
 
@@ -82,30 +87,40 @@ async def test_raw_history_holds_no_plaintext_but_the_codec_reads_it(
     assert {"workflow_execution_started_event_attributes", "workflow_execution_signaled_event_attributes",
             "activity_task_completed_event_attributes", "workflow_execution_completed_event_attributes"} <= events
 
-    # Every payload is encrypted except two kinds that never go through a codec: search attribute values, and
-    # the SDK core's own bookkeeping of a local activity (its marker's "data": sequence number, activity type,
-    # attempt, times; the local activity's result beside it is encrypted). The search attributes are only the
-    # project's JobState and JobApi, and carry nothing from the input or the result.
+    # Every payload is encrypted except kinds that never go through a codec: search attribute values, and the
+    # SDK core's own bookkeeping of a local activity (its marker's "data": sequence number, activity type,
+    # attempt, times; the local activity's result beside it is encrypted) and of a patch (its id). The search
+    # attributes are only the project's JobState and JobApi, and carry nothing from the input or the result.
     search_attributes: dict[str, set[Any]] = {}
     bookkeeping: list[Payload] = []
+    patches: list[Payload] = []
     searchable: list[Payload] = []
     for event in history.events:
         if event.HasField("upsert_workflow_search_attributes_event_attributes"):
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
             for key, payload in fields.items():
-                search_attributes.setdefault(key, set()).add(json.loads(payload.data))
+                value = json.loads(payload.data)
+                search_attributes.setdefault(key, set()).update(value if isinstance(value, list) else [value])
                 searchable.append(payload)
         if event.HasField("marker_recorded_event_attributes"):
             marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_patch":  # the default poll mode's patch: details are its id
+                patches.extend(p for details in marker.details.values() for p in details.payloads)
+                continue
             assert marker.marker_name == "core_local_activity"
             bookkeeping.extend(marker.details["data"].payloads)
             assert all(p.metadata["encoding"] == ENCODING for p in marker.details["result"].payloads)
     assert set(search_attributes) <= NOT_SECRET_SEARCH_ATTRIBUTES
     assert search_attributes["JobState"] <= {state.value for state in JobState}
     assert search_attributes["JobApi"] == {"demo"}
-    assert bookkeeping and all(json.loads(p.data)["activity_type"] == "poll_job" for p in bookkeeping)
+    assert search_attributes.get("TemporalChangeVersion", set()) <= {"default-poll-mode-activity"}
+    assert all(json.loads(p.data)["activity_type"] == "poll_job" for p in bookkeeping)
+    # Timer mode polls in local activities; the default (activity) mode polls inside one activity, whose input,
+    # heartbeat details and result all go through the codec.
+    assert bool(bookkeeping) == (poll_mode == "timer") and bool(patches) == (poll_mode is None)
+    assert all(b"default-poll-mode" in p.data for p in patches)
     unencrypted = [p for p in history_payloads(history) if p.metadata["encoding"] != ENCODING]
-    assert all(p in bookkeeping or p in searchable for p in unencrypted)
+    assert all(p in bookkeeping or p in searchable or p in patches for p in unencrypted)
     assert len(history_payloads(history)) > len(unencrypted)
 
     # The same history, read with the codec, shows the input, the signal's note and the result.

@@ -73,9 +73,13 @@ def workflow_id(path: str) -> str:
 
 
 def request(demo: DemoService, **fields: Any) -> JobRequest:
-    """A short job on ``demo``, JobState published as in production."""
+    """A short job on ``demo``, JobState published as in production.
+
+    Paths poll with timers unless they say otherwise (``poll_mode=None``: the default, the activity mode).
+    """
     fields.setdefault("input", {"work_polls": 2})
     fields.setdefault("poll_interval_seconds", 0.2)
+    fields.setdefault("poll_mode", "timer")
     spec = resolve_spec(load_spec("demo"), {"base_url": demo.url}, environ={})
     return JobRequest(api="demo", spec=spec, publish_job_state=True, **fields)
 
@@ -216,6 +220,27 @@ async def notify_and_action(h: Harness, demo: DemoService) -> WorkflowHandle[Any
     return handle
 
 
+async def default_mode_success(h: Harness, demo: DemoService) -> WorkflowHandle[Any, Any]:
+    """The default poll mode (activity, behind the ``default-poll-mode-activity`` patch) to success."""
+    handle = await start(h, "default_mode_success", demo, poll_mode=None, input={"work_polls": 4})
+    result = await handle.result()
+    check(result.state is JobState.SUCCEEDED and result.poll_count == 4, f"default_mode_success: {result}")
+    return handle
+
+
+async def default_mode_auth_pause_resume(h: Harness, demo: DemoService) -> WorkflowHandle[Any, Any]:
+    handle = await start(h, "default_mode_auth_pause_resume", demo, poll_mode=None, input={"work_polls": 3},
+                         poll_interval_seconds=0.5)
+    await wait_for(handle, lambda s: s.job_id is not None and s.state is JobState.POLLING, "polling")
+    demo.state.token = ROTATED
+    await wait_for(handle, lambda s: s.state is JobState.AUTH_PAUSED, "auth_paused")
+    demo.state.token = TOKEN
+    await handle.signal(LongRunningJob.resume, {"note": "token fixed"})
+    result = await handle.result()
+    check(result.state is JobState.SUCCEEDED, f"default_mode_auth_pause_resume: {result}")
+    return handle
+
+
 Path_ = Callable[[Harness, DemoService], Awaitable[WorkflowHandle[Any, Any]]]
 # Every path but continue-as-new runs on the server with default limits.
 PATHS: dict[str, Path_] = {
@@ -228,6 +253,8 @@ PATHS: dict[str, Path_] = {
     "cancel": cancel,
     "callback": callback,
     "notify_and_action": notify_and_action,
+    "default_mode_success": default_mode_success,
+    "default_mode_auth_pause_resume": default_mode_auth_pause_resume,
 }
 CHAIN_PATHS: dict[str, Path_] = {"continue_as_new": continue_as_new}
 

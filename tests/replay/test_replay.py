@@ -40,6 +40,8 @@ EXPECTED_PATHS = {
     "continue_as_new": COMPLETED,
     "callback": COMPLETED,
     "notify_and_action": COMPLETED,
+    "default_mode_success": COMPLETED,
+    "default_mode_auth_pause_resume": COMPLETED,
 }
 
 
@@ -88,6 +90,30 @@ def test_histories_carry_the_job_state_upserts() -> None:
     assert upserts
     assert all(JOB_STATE.name in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
                for e in upserts)
+
+
+def _markers_and_activities(path: str) -> tuple[set[str], set[str]]:
+    events = load(HISTORIES / f"{path}.json").events
+    markers = {e.marker_recorded_event_attributes.marker_name for e in events
+               if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED}
+    activities = {e.activity_task_scheduled_event_attributes.activity_type.name for e in events
+                  if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
+    return markers, activities
+
+
+def test_default_mode_histories_went_through_the_patch_and_poll_in_one_activity() -> None:
+    """Jobs started since the default became the activity mode: the patch marker, polls inside watch_job."""
+    for path in ("default_mode_success", "default_mode_auth_pause_resume"):
+        markers, activities = _markers_and_activities(path)
+        assert "core_patch" in markers and "core_local_activity" not in markers, (path, markers)
+        assert "watch_job" in activities, (path, activities)
+
+
+def test_timer_histories_predate_the_patch() -> None:
+    """The timer-mode paths were recorded before the default changed: no patch marker, as in a job that was
+    running then; replaying them shows such a job keeps polling with timers."""
+    markers, activities = _markers_and_activities("success")
+    assert markers == {"core_local_activity"} and "watch_job" not in activities
 
 
 # -- the replay test can fail: a workflow change that is not replay-safe ---------------------------------------

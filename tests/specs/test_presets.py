@@ -71,6 +71,7 @@ class Harness:
     def request(self, job_input: Any, **options: Any) -> JobRequest:
         spec = resolve_spec(load_spec(self.preset.name), {"base_url": self.fake.url, **self.preset.variables}, {})
         options.setdefault("poll_interval_seconds", 10)
+        options.setdefault("poll_mode", "timer")  # time-skipping: waits must be workflow timers
         return JobRequest(api=self.preset.name, spec=spec, input=job_input, publish_job_state=False, **options)
 
     async def start(self, job_input: Any, **options: Any) -> Any:
