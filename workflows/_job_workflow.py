@@ -52,8 +52,11 @@ SEARCH_ATTRIBUTE_KEYS = (JOB_STATE, JOB_API)
 
 # An HTTP call is bounded by the spec's timeouts (at most 2 x read timeout); these leave room on top.
 HTTP_ACTIVITY_TIMEOUT = timedelta(minutes=3)
-# HTTP activities heartbeat while a request is in flight: a worker killed mid-submit is noticed this fast.
-HTTP_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
+# HTTP activities heartbeat while a request is in flight (or waits for its place): a worker killed mid-submit
+# is noticed within this, not at the 3-minute timeout. Not much shorter: an overloaded worker starts and
+# completes activities late, and at 15 s (tried at 2,000 jobs polled every second) submissions timed out,
+# were retried and timed out again, so new jobs never started.
+HTTP_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 # Activities return classified outcomes instead of raising; Temporal's retries only cover a worker that died
 # mid-call or a bug. A few quick tries, then the workflow counts it as a transient error.
 ACTIVITY_RETRY = RetryPolicy(
@@ -75,8 +78,10 @@ ANALYZE_TIMEOUT = timedelta(minutes=13)
 DEFAULT_POLL_MODE = "activity"
 # The activity poll mode: how long a silent worker may go unnoticed, and how coarse progress reports are. With
 # long poll intervals the timeout grows to two intervals (capped): every heartbeat is a server call, and at
-# 10,000 jobs heartbeats every few seconds would cost the server more than the polls do.
-WATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+# 10,000 jobs heartbeats every few seconds would cost the server more than the polls do. At 30 s, 2,000 jobs
+# polled every second on 2 cores had their watch activities time out by the hundred (heartbeats reach a busy
+# server late); at 60 s none did.
+WATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 WATCH_HEARTBEAT_TIMEOUT_MAX = timedelta(minutes=5)
 WATCH_PROGRESS_STEP = 10.0
 # Callbacks kept while the workflow is busy; an API that calls back more often only needs the latest ones.
@@ -84,7 +89,7 @@ MAX_PENDING_CALLBACKS = 20
 
 
 def watch_heartbeat_timeout(poll_interval_seconds: float) -> timedelta:
-    """The watch activity's heartbeat timeout: 30 s, or two poll intervals when longer, at most 5 minutes."""
+    """The watch activity's heartbeat timeout: 60 s, or two poll intervals when longer, at most 5 minutes."""
     interval = timedelta(seconds=2 * poll_interval_seconds)
     return min(max(WATCH_HEARTBEAT_TIMEOUT, interval), WATCH_HEARTBEAT_TIMEOUT_MAX)
 
