@@ -34,8 +34,10 @@ def ogc_spec(url: str, process: str = "hello-world") -> ApiSpec:
 async def start_job(
     env: WorkflowEnvironment, task_queue: str, spec: ApiSpec, job_input: Any, *, poll_interval: float = 1
 ) -> WorkflowHandle[Any, JobResult]:
+    # Timers: the time-skipping server skips workflow timers, not waits inside an activity.
     request = JobRequest(
-        api="ogc-processes", spec=spec, input=job_input, publish_job_state=False, poll_interval_seconds=poll_interval
+        api="ogc-processes", spec=spec, input=job_input, publish_job_state=False, poll_interval_seconds=poll_interval,
+        poll_mode="timer",
     )
     return await env.client.start_workflow(LongRunningJob.run, request, id=unique_id("pygeoapi"), task_queue=task_queue)
 
