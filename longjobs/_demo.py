@@ -22,11 +22,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from demo_service import running_demo_service
 from jobspec import AnalyzeSpec, load_spec, resolve_spec
 from longjobs._connection import UserError, connect_client, connect_settings
-from longjobs._worker import ensure_search_attributes, new_http_client, new_worker
+from longjobs._worker import SEARCH_ATTRIBUTES, ensure_search_attributes, new_http_client, new_worker
 from workflows import JobRequest, JobState, JobStatus, LongRunningJob
 
 DEMO_ADMIN_KEY = "demo-admin"
@@ -68,8 +69,11 @@ async def temporal_for_demo(workdir: Path) -> AsyncIterator[tuple[Client, str | 
             raise
     port = int(port_text)
     ui_port = port + 1000
-    args = [_temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-            "--search-attribute", "JobState=Keyword", "--log-level", "error"]
+    # Every search attribute the workflow upserts, registered at start: one added later through the operator
+    # API reaches the server's cache only after a while, and the first workflow tasks fail until it does.
+    args = [_temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--log-level", "error"]
+    for name in SEARCH_ATTRIBUTES:
+        args += ["--search-attribute", f"{name}=Keyword"]
     ui_url: str | None = None
     if _port_free("127.0.0.1", ui_port):
         args += ["--ui-port", str(ui_port)]
@@ -151,7 +155,12 @@ async def _story(client: Client, url: str, task_queue: str, token_file: Path, ui
     last: tuple[object, ...] = ()
     rotated = resumed = False
     while True:
-        status: JobStatus = await handle.query(LongRunningJob.status)
+        try:
+            status: JobStatus = await handle.query(LongRunningJob.status)
+        except RPCError:
+            # Not queryable yet (its first workflow task has not completed): ask again in a moment.
+            await asyncio.sleep(0.25)
+            continue
         shown = (status.state, status.poll_count, status.job_id, int(status.progress or 0) // 10)
         if shown != last:
             last = shown
