@@ -619,11 +619,12 @@ class JobApiActivities:
     @contextlib.asynccontextmanager
     async def _places(self, step: str) -> AsyncIterator[None]:
         """A place among the requests in flight (for a poll, among the polls' share of them first)."""
-        async with contextlib.AsyncExitStack() as places:
-            if step == "poll":
-                await places.enter_async_context(self._poll_places)
-            await places.enter_async_context(self._in_flight)
-            yield
+        if step == "poll":
+            async with self._poll_places, self._in_flight:
+                yield
+        else:
+            async with self._in_flight:
+                yield
 
     async def _send(
         self, timeouts: HttpTimeouts, method: str, url: str, headers: dict[str, str], json_body: Any
