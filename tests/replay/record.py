@@ -132,10 +132,11 @@ def check(condition: bool, what: str) -> None:
 # -- the paths: each drives one job on its own demo service and checks it ended the way the path says ----------
 
 
-async def success(h: Harness, demo: DemoService) -> WorkflowHandle[Any, Any]:
-    handle = await start(h, "success", demo)
+async def success(h: Harness, demo: DemoService, path: str = "success", **fields: Any) -> WorkflowHandle[Any, Any]:
+    polls = fields.setdefault("input", {"work_polls": 2})["work_polls"]
+    handle = await start(h, path, demo, **fields)
     result = await handle.result()
-    check(result.state is JobState.SUCCEEDED and result.poll_count == 2, f"success: {result}")
+    check(result.state is JobState.SUCCEEDED and result.poll_count == polls, f"{path}: {result}")
     return handle
 
 
@@ -147,8 +148,10 @@ async def rate_limit(h: Harness, demo: DemoService) -> WorkflowHandle[Any, Any]:
     return handle
 
 
-async def auth_pause_resume(h: Harness, demo: DemoService) -> WorkflowHandle[Any, Any]:
-    handle = await start(h, "auth_pause_resume", demo, input={"work_polls": 3}, poll_interval_seconds=0.5)
+async def auth_pause_resume(
+    h: Harness, demo: DemoService, path: str = "auth_pause_resume", **fields: Any
+) -> WorkflowHandle[Any, Any]:
+    handle = await start(h, path, demo, input={"work_polls": 3}, poll_interval_seconds=0.5, **fields)
     await wait_for(handle, lambda s: s.job_id is not None and s.state is JobState.POLLING, "polling")
     demo.state.token = ROTATED  # the API rotated its token: the next poll gets a 401
     await wait_for(handle, lambda s: s.state is JobState.AUTH_PAUSED, "auth_paused")
@@ -156,7 +159,7 @@ async def auth_pause_resume(h: Harness, demo: DemoService) -> WorkflowHandle[Any
     await handle.signal(LongRunningJob.resume, {"note": "token fixed"})  # ...and the job resumed
     result = await handle.result()
     status = await status_of(handle)
-    check(result.state is JobState.SUCCEEDED and status.resume_note == "token fixed", f"auth: {status}")
+    check(result.state is JobState.SUCCEEDED and status.resume_note == "token fixed", f"{path}: {status}")
     return handle
 
 
@@ -222,23 +225,11 @@ async def notify_and_action(h: Harness, demo: DemoService) -> WorkflowHandle[Any
 
 async def default_mode_success(h: Harness, demo: DemoService) -> WorkflowHandle[Any, Any]:
     """The default poll mode (activity, behind the ``default-poll-mode-activity`` patch) to success."""
-    handle = await start(h, "default_mode_success", demo, poll_mode=None, input={"work_polls": 4})
-    result = await handle.result()
-    check(result.state is JobState.SUCCEEDED and result.poll_count == 4, f"default_mode_success: {result}")
-    return handle
+    return await success(h, demo, "default_mode_success", poll_mode=None, input={"work_polls": 4})
 
 
 async def default_mode_auth_pause_resume(h: Harness, demo: DemoService) -> WorkflowHandle[Any, Any]:
-    handle = await start(h, "default_mode_auth_pause_resume", demo, poll_mode=None, input={"work_polls": 3},
-                         poll_interval_seconds=0.5)
-    await wait_for(handle, lambda s: s.job_id is not None and s.state is JobState.POLLING, "polling")
-    demo.state.token = ROTATED
-    await wait_for(handle, lambda s: s.state is JobState.AUTH_PAUSED, "auth_paused")
-    demo.state.token = TOKEN
-    await handle.signal(LongRunningJob.resume, {"note": "token fixed"})
-    result = await handle.result()
-    check(result.state is JobState.SUCCEEDED, f"default_mode_auth_pause_resume: {result}")
-    return handle
+    return await auth_pause_resume(h, demo, "default_mode_auth_pause_resume", poll_mode=None)
 
 
 Path_ = Callable[[Harness, DemoService], Awaitable[WorkflowHandle[Any, Any]]]
