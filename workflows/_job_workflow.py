@@ -254,12 +254,13 @@ class LongRunningJob:
             self._callbacks = []
             self._status.poll_count += 1
             # A local activity: a short, idempotent GET costs about half the history events of an activity.
+            # No summary: the activity type says it, and each summary is one more payload the worker converts
+            # per poll (measured: UserMetadata was a tenth of the worker's timer-mode poll path).
             return await workflow.execute_local_activity_method(
                 JobApiActivities.poll_job,
                 poll_input,
                 start_to_close_timeout=HTTP_ACTIVITY_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,
-                summary="poll",
             )
 
         poll_mode = self._poll_mode()
@@ -478,7 +479,9 @@ class LongRunningJob:
             await self._deadline_reached(step, fatal)
         seconds = min(seconds, remaining)
         self._status.next_poll_time = now + timedelta(seconds=seconds)
-        summary = f"{self._status.state.value}: wait {seconds:g}s"
+        # Waits that say something (a backoff, a rate limit) carry a summary for the UI; the steady poll wait,
+        # the hot path of the timer mode, goes without one (see read_status).
+        summary = None if self._status.state is JobState.POLLING else f"{self._status.state.value}: wait {seconds:g}s"
         if self._options.completion == "poll":
             await workflow.sleep(seconds, summary=summary)
         else:

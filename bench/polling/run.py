@@ -15,6 +15,7 @@ import platform
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,7 @@ class Result:
     cpu: dict[str, float | None] = field(default_factory=dict)
     ramp_seconds: float | None = None
     note: str = ""
+    round: int = 1
 
     @property
     def polls_per_second(self) -> float:
@@ -407,9 +409,10 @@ HEADER = (f"{'contender':<17}{'jobs':>6}{'polls/s':>9}{'demand':>8}{'ev/poll':>9
           f"{'worker MiB':>12}{'server MiB':>12}{'CPU w/s/api':>16}{'other':>7}{'starved':>9}")
 
 
-def row(r: Result) -> str:
+def row(r: Result, rounds: int = 1) -> str:
     cpu = "/".join(fmt(r.cpu.get(k), 2) for k in ("worker", "server", "api"))
-    return (f"{r.contender:<17}{r.jobs:>6}{r.polls_per_second:>9.1f}{r.demand:>8.0f}{fmt(r.events_per_poll, 2):>9}"
+    name = f"{r.contender} #{r.round}" if rounds > 1 else r.contender
+    return (f"{name:<17}{r.jobs:>6}{r.polls_per_second:>9.1f}{r.demand:>8.0f}{fmt(r.events_per_poll, 2):>9}"
             f"{fmt(r.lateness.get('p50'), 3):>10}{fmt(r.lateness.get('p99'), 3):>10}"
             f"{fmt(r.worker_peak_mib, 0):>12}{fmt(r.server_peak_mib, 0):>12}{cpu:>16}{fmt(r.cpu.get('other'), 2):>7}"
             f"{r.starved:>9}"
@@ -422,21 +425,35 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         "(gap between a job's consecutive polls minus the interval); ev/poll = history events per poll "
         "(DBOS: rows written per poll); server = Temporal dev server; CPU in cores during the window "
         "(other: everything else on this machine meanwhile; results are comparable only when it is near 0)")
+    rounds = max(r.round for r in results)
     log(HEADER)
     for r in results:
-        log(row(r))
-    by = {(r.contender, r.jobs): r for r in results}
+        log(row(r, rounds))
+    # Each contender's median polls/s over the rounds at a level: one saturated run can be 15% off either way.
+    runs: dict[tuple[str, int], list[float]] = {}
+    for r in results:
+        if r.seconds:
+            runs.setdefault((r.contender, r.jobs), []).append(r.polls_per_second)
+    by = {key: statistics.median(values) for key, values in runs.items()}
     levels = sorted({r.jobs for r in results})
     log("")
+    if rounds > 1:
+        log(f"ratios of median polls/s over {rounds} rounds (contenders in alternating order)")
+        for jobs in levels:
+            for name in CONTENDERS:
+                if (name, jobs) in runs:
+                    values = ", ".join(f"{v:.1f}" for v in runs[(name, jobs)])
+                    log(f"  {name:<17}{jobs:>6}  median {by[(name, jobs)]:.1f} of {values}")
+        log("")
     log(f"{'jobs':>6}  {'project-timer / minimal':>24}  {'best project mode / dbos':>34}")
     goals: list[str] = []
     for jobs in levels:
         timer, minimal, dbos = (by.get((name, jobs)) for name in ("project-timer", "minimal", "dbos"))
-        modes = [r for r in (by.get(("project-timer", jobs)), by.get(("project-activity", jobs))) if r]
-        best = max(modes, key=lambda r: r.polls_per_second) if modes else None
-        ratio_min = timer.polls_per_second / minimal.polls_per_second if timer and minimal else None
-        ratio_dbos = best.polls_per_second / dbos.polls_per_second if best and dbos else None
-        best_name = best.contender.removeprefix("project-") if best else "-"
+        modes = [(name, by[(name, jobs)]) for name in ("project-timer", "project-activity") if (name, jobs) in by]
+        best = max(modes, key=lambda m: m[1]) if modes else None
+        ratio_min = timer / minimal if timer and minimal else None
+        ratio_dbos = best[1] / dbos if best and dbos else None
+        best_name = best[0].removeprefix("project-") if best else "-"
         log(f"{jobs:>6}  {fmt(ratio_min, 2):>24}  {fmt(ratio_dbos, 2) + f' ({best_name})':>34}")
         if ratio_min is not None:
             goals.append(f"project-timer / minimal at {jobs} jobs >= 0.9: {ratio_min:.2f} "
@@ -499,6 +516,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ramp-timeout", type=float, default=0.0,
                         help="longest wait, s, for every job to have polled once before measuring anyway "
                              "(default: the start time + 3 intervals + max(300, jobs / 4))")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of every contender per level, in alternating order; ratios use each "
+                             "contender's median (default 1)")
     parser.add_argument("--sample", type=int, default=50, help="jobs whose histories are counted (default 50)")
     parser.add_argument("--workdir", help="where logs and databases go (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep logs and databases")
@@ -531,13 +551,18 @@ async def amain(args: argparse.Namespace) -> int:
             return 0
         results: list[Result] = []
         for jobs in (int(j) for j in args.jobs.split(",")):
-            for c in contenders:
-                try:
-                    results.append(await run_one(args, api, c, jobs, args.interval, warmup=args.warmup,
-                                                 duration=args.duration, tag=f"{c.name}-{jobs}"))
-                except Exception as exc:
-                    log(f"  {c.name} x {jobs} failed: {exc}")
-                    results.append(Result(c.name, jobs, args.interval, note=f"failed: {str(exc)[:80]}"))
+            for round_ in range(1, args.rounds + 1):
+                # Every other round in reverse order: whatever the position in a level costs, all pay it.
+                for c in contenders if round_ % 2 else contenders[::-1]:
+                    tag = f"{c.name}-{jobs}" + (f"-r{round_}" if args.rounds > 1 else "")
+                    try:
+                        r = await run_one(args, api, c, jobs, args.interval, warmup=args.warmup,
+                                          duration=args.duration, tag=tag)
+                    except Exception as exc:
+                        log(f"  {c.name} x {jobs} failed: {exc}")
+                        r = Result(c.name, jobs, args.interval, note=f"failed: {str(exc)[:80]}")
+                    r.round = round_
+                    results.append(r)
         report(results, args)
         return 0
     finally:
