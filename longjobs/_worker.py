@@ -38,6 +38,13 @@ SEARCH_ATTRIBUTES = {
 # far smaller limit (MAX_REQUESTS_IN_FLIGHT).
 MAX_CONCURRENT_ACTIVITIES = 10_000
 
+# How long a workflow task may wait for this worker (which has the workflow cached) before the server hands it
+# to any worker, which must then replay the whole history. The SDK's 10 s is short for a worker that is
+# merely busy: at 2,000 jobs polled every second on 2 cores about one poll in ten timed out that way, and the
+# replays made the worker busier still. A worker that died is not waited for this long: the server sends
+# tasks straight to the shared queue once a sticky queue has had no poller for 10 s.
+STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT = timedelta(seconds=60)
+
 
 def new_http_client(max_connections: int = MAX_REQUESTS_IN_FLIGHT) -> httpx.AsyncClient:
     """The worker's one HTTP client; per-request timeouts come from each API spec."""
@@ -68,6 +75,7 @@ def new_worker(
     job_api = JobApiActivities(http, environ=environ, max_requests_in_flight=max_requests_in_flight)
     options.setdefault("max_concurrent_activities", MAX_CONCURRENT_ACTIVITIES)
     options.setdefault("graceful_shutdown_timeout", timedelta(seconds=10))
+    options.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_QUEUE_SCHEDULE_TO_START_TIMEOUT)
     return Worker(
         client,
         task_queue=task_queue,

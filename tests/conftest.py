@@ -33,7 +33,8 @@ from workflows import SEARCH_ATTRIBUTE_KEYS, JobRequest
 DEMO_TOKEN = "test-token-9f3c"  # a value distinctive enough to grep for in histories and logs
 
 # Every credential value the suite hands out, and everything the suite saw that could leak one (log records,
-# command output). tests/zz_secrets greps them all, and every history on the session's dev server, last.
+# command output). _no_credential_anywhere_after_the_session greps them all, and every history on the session's
+# dev server, when the session ends.
 SECRET_VALUES: set[str] = {DEMO_TOKEN}
 SEEN_OUTPUT: list[str] = []
 WORKER_LOGS: list[Path] = []  # log files of worker.py subprocesses
@@ -111,6 +112,28 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     async with env:
         yield env
+
+
+def leaks(secrets: set[str], places: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(where, the secret's first characters) for every secret found in a place's text."""
+    return sorted({(where, secret[:4] + "…") for where, text in places for secret in secrets if secret in text})
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _no_credential_anywhere_after_the_session(dev_env: WorkflowEnvironment) -> AsyncIterator[None]:
+    """Once this session's tests are done (with pytest-xdist: this worker's share of them), no credential value
+    the tests handed out appears in any history on this session's dev server (payloads decoded), any log
+    record or command output, or any ``worker.py`` log. A leak fails the session (an error at teardown)."""
+    yield
+    secrets = {value for value in SECRET_VALUES if len(value) >= 8}
+    places: list[tuple[str, str]] = [("a log record or command output", text) for text in SEEN_OUTPUT]
+    places += [(f"worker log {path.name}", path.read_text(errors="replace")) for path in WORKER_LOGS if path.exists()]
+    async for execution in dev_env.client.list_workflows():
+        handle = dev_env.client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        history = await handle.fetch_history()
+        places.append((f"history of {execution.id}", decoded_json_text(history.to_json())))
+    found = leaks(secrets, places)
+    assert not found, f"credentials leaked: {found}"
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,9 @@ How, for each concurrency level (``--jobs``) and contender, one after the other:
 - Both Temporal workers get the same options: a workflow cache and activity / local activity slots for every
   job; the rest is the SDK's default (sandboxed workflows, 100 concurrent workflow tasks).
 
+Saturated runs are noisy (one run can be 15% off either way): ``--rounds N`` runs every contender N times per
+level, in alternating order, and the ratios use each contender's median polls/s.
+
 The tables: every run, then per level the ratio of the project's timer mode to the minimal loop, and of the
 project's best mode at that level to DBOS, with the goals (timer / minimal >= 0.9; best / DBOS >= 1.0 at 400
 and 2,000 jobs; at scale, p99 lateness < 2 s and worker peak < 1.5 GiB). The scale run (``--scale N``, default

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -68,16 +69,41 @@ async def run_temporal(args: argparse.Namespace) -> None:
         await report_loop_lag()
 
 
+class GcClock:
+    """Seconds the cyclic garbage collector ran, per generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+            self.counts[info["generation"]] += 1
+
+    def take(self) -> str:
+        text = ", ".join(f"gen{g} {self.seconds[g]:.2f} s / {self.counts[g]}" for g in range(3))
+        self.seconds, self.counts = [0.0, 0.0, 0.0], [0, 0, 0]
+        return text
+
+
 async def report_loop_lag() -> None:
-    """Every 10 s, the longest the event loop was late to wake a 0.5 s sleep (stderr, the worker's log)."""
+    """Every 10 s, the longest the event loop was late to wake a 0.5 s sleep and the time spent in garbage
+    collection (stderr, the worker's log)."""
     loop = asyncio.get_running_loop()
+    gc_clock = GcClock()
     worst, since = 0.0, loop.time()
     while True:
         before = loop.time()
         await asyncio.sleep(0.5)
         worst = max(worst, loop.time() - before - 0.5)
         if loop.time() - since >= 10:
-            print(f"event loop lag, worst in 10 s: {worst:.2f} s", file=sys.stderr, flush=True)
+            print(f"event loop lag, worst in 10 s: {worst:.2f} s; gc: {gc_clock.take()}", file=sys.stderr,
+                  flush=True)
             worst, since = 0.0, loop.time()
 
 

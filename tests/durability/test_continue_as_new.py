@@ -1,18 +1,13 @@
 """Continue-as-new: every run of a job of any length stays short, and carries the whole job, signals included.
 
-Two servers, for two questions:
+Two servers (the 20,000-poll job is in test_long_job.py):
 
-* the time-skipping server, for length: it suggests continue-as-new at about 4,100 events, and a one-minute
-  poll interval costs no real time there, so a 20,000-poll job (about 30 runs) only takes as long as its
-  workflow tasks (150 to 180 polls a second on 2 idle cores: about 2 minutes);
+* the time-skipping server, for the job's own event limit: a one-minute poll interval costs no real time there;
 * a dev server of this module's own, for the hand-overs: it suggests continue-as-new after ``SUGGEST_AFTER``
   events, so a run hands over every few polls. Its rule is exact (a workflow task is suggested when its
   started event's id reaches the limit), and a poll is a local activity inside its workflow task, so a test
   that holds a poll on the demo service (a delayed fault) knows which workflow task it is in, and can act
   before the next one: refuse the hand-over poll (401, 429), or stop the worker once that task is done.
-
-A dev server fires a short timer up to a second late (1 poll a second); with
-``history.timerProcessorMaxTimeShift`` lowered, about 5 polls a second: far too slow for 20,000 polls.
 
 Signals around a hand-over take one of three ways: during the hand-over task, the server refuses the
 continue-as-new (unhandled command) and the task runs again with them; just after it, they reach the new run
@@ -26,7 +21,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -40,13 +34,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from demo_service import DemoService
 from tests.conftest import DEMO_TOKEN, demo_request, find_binary, start_worker, unique_id
-from workflows import SEARCH_ATTRIBUTE_KEYS, JobRequest, JobResult, JobState, JobStatus, LongRunningJob
+from tests.durability._runs import Run, runs_of, terminated_unless_done
+from workflows import SEARCH_ATTRIBUTE_KEYS, JobResult, JobState, JobStatus, LongRunningJob
 
-# Temporal warns about every workflow task of a run past this many events (and ends the run at 51,200).
-HISTORY_WARNING = 10_240
-LONG_JOB_POLLS = 20_000
-# A bound on the 20,000-poll job (about 2 minutes on 2 idle cores): a hang fails the test instead of stalling it.
-LONG_JOB_GUARD_SECONDS = 330
 # The hand-over server suggests continue-as-new this early: a run lasts about five polls.
 SUGGEST_AFTER = 40
 # Events from one poll's workflow task started to the next one's: completed, marker, timer started and fired,
@@ -69,110 +59,6 @@ STREAM_REASON = (
 
 class CallbacksLost(AssertionError):
     """Callback signals that Temporal delivered, but the job did not count."""
-
-
-# -- the chain of runs ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """One run of a job: its id, its history and the request it started with."""
-
-    run_id: str
-    events: list[HistoryEvent]
-    request: JobRequest
-
-    @property
-    def continued_as_new(self) -> bool:
-        return self.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-
-    def signals(self, name: str) -> list[HistoryEvent]:
-        return [
-            e for e in self.events
-            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-            and e.workflow_execution_signaled_event_attributes.signal_name == name
-        ]
-
-    def first(self, event_type: EventType.ValueType) -> HistoryEvent:
-        return next(e for e in self.events if e.event_type == event_type)
-
-    def first_suggested(self) -> int:
-        """The event id of the run's first workflow task the server suggested continuing as new for."""
-        return next(
-            e.event_id for e in self.events
-            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
-            and e.workflow_task_started_event_attributes.suggest_continue_as_new
-        )
-
-    def timers(self) -> list[float]:
-        return [
-            e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
-            for e in self.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-        ]
-
-
-async def runs_of(client: Client, workflow_id: str, first_run_id: str) -> list[Run]:
-    """Every run of a job, first to last, by following each continued-as-new event to the next run."""
-    runs: list[Run] = []
-    run_id = first_run_id
-    while True:
-        events = [e async for e in client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history_events()]
-        started = events[0].workflow_execution_started_event_attributes
-        [request] = await client.data_converter.decode(started.input.payloads, [JobRequest])
-        runs.append(Run(run_id, events, request))
-        if not runs[-1].continued_as_new:
-            return runs
-        run_id = events[-1].workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-
-
-@contextlib.asynccontextmanager
-async def terminated_unless_done(handle: WorkflowHandle[Any, Any]) -> AsyncIterator[None]:
-    """Terminate the job if the test fails before it ended: a leftover run would stall the time-skipping server
-    (it does not skip time while a run nobody serves has a workflow task due)."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(RPCError):
-            await handle.terminate(reason="test over")
-        raise
-
-
-# -- a job of 20,000 polls, on the time-skipping server ---------------------------------------------------------
-
-
-@pytest.mark.timeout(LONG_JOB_GUARD_SECONDS + 60)
-async def test_twenty_thousand_polls_every_run_under_the_history_warning(
-    time_env: WorkflowEnvironment, demo: DemoService, http: httpx.AsyncClient, task_queue: str,
-    worker_environ: dict[str, str],
-) -> None:
-    client = time_env.client
-    # 20,000 polls a minute apart: about 14 days of (skipped) job time.
-    request = demo_request(demo, input={"work_polls": LONG_JOB_POLLS}, poll_interval_seconds=60, job_timeout="30d")
-    async with start_worker(client, http, task_queue, worker_environ):
-        handle = await client.start_workflow(
-            LongRunningJob.run, request, id=unique_id("can-20k"), task_queue=task_queue
-        )
-        async with terminated_unless_done(handle):
-            result: JobResult = await asyncio.wait_for(handle.result(), LONG_JOB_GUARD_SECONDS)
-
-    assert result.state is JobState.SUCCEEDED
-    assert result.poll_count >= LONG_JOB_POLLS  # the counter went on across every hand-over
-    runs = await runs_of(client, handle.id, handle.first_execution_run_id)
-    lengths = [len(run.events) for run in runs]
-    assert len(runs) > 1 and result.runs == len(runs), lengths
-    assert max(lengths) < HISTORY_WARNING, lengths
-    assert all(run.continued_as_new for run in runs[:-1]), "a run other than the last ended otherwise"
-
-    # One external job, the same job id in every run, and counters that only grow from run to run.
-    [(job_id, job)] = demo.state.jobs.items()
-    assert demo.state.jobs_created == 1 and result.job_id == job_id
-    assert job.polls == LONG_JOB_POLLS and demo.state.submit_requests == 1
-    carried = [run.request.carried_status for run in runs[1:]]
-    assert all(status is not None and status.job_id == job_id for status in carried)
-    assert [status.runs for status in carried if status] == list(range(1, len(runs)))
-    polls = [status.poll_count for status in carried if status]
-    assert polls == sorted(set(polls)) and polls[-1] < LONG_JOB_POLLS, polls
-    assert all(run.request.spec == request.spec for run in runs)
 
 
 async def test_a_run_hands_over_at_its_own_event_limit_when_the_server_does_not_suggest_it(
