@@ -79,5 +79,3 @@ async def terminated_unless_done(handle: WorkflowHandle[Any, Any]) -> AsyncItera
         with contextlib.suppress(RPCError):
             await handle.terminate(reason="test over")
         raise
-
-

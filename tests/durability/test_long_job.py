@@ -57,5 +57,3 @@ async def test_twenty_thousand_polls_every_run_under_the_history_warning(
     polls = [status.poll_count for status in carried if status]
     assert polls == sorted(set(polls)) and polls[-1] < LONG_JOB_POLLS, polls
     assert all(run.request.spec == request.spec for run in runs)
-
-
