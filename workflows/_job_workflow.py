@@ -86,6 +86,9 @@ WATCH_HEARTBEAT_TIMEOUT_MAX = timedelta(minutes=5)
 WATCH_PROGRESS_STEP = 10.0
 # Callbacks kept while the workflow is busy; an API that calls back more often only needs the latest ones.
 MAX_PENDING_CALLBACKS = 20
+# The hand-over waits on a timer this short (see _continue_as_new_if_due); new runs only, behind the patch.
+HAND_OVER_BARRIER = timedelta(milliseconds=1)
+HAND_OVER_ON_TIMER_PATCH = "hand-over-on-timer"
 
 
 def watch_heartbeat_timeout(poll_interval_seconds: float) -> timedelta:
@@ -159,6 +162,9 @@ class LongRunningJob:
         self._options = JobOptions.model_validate(request.model_dump(include=set(JobOptions.model_fields)))
         self._publish_job_state = request.publish_job_state
         self._request = request
+        # Asked in the run's first task, where it is the same live and replayed (runs begun before the change
+        # have no marker and keep the old commands).
+        self._hand_over_on_timer = workflow.patched(HAND_OVER_ON_TIMER_PATCH)
         now = workflow.now()
         if request.carried_status is None:
             # Fill in the status __init__ made (a signal may already have counted on it).
@@ -546,6 +552,14 @@ class LongRunningJob:
         length = info.get_current_history_length()
         if not (info.is_continue_as_new_suggested() or length > self._options.history_events_per_run):
             return
+        if self._hand_over_on_timer:
+            # Decide the hand-over on a timer's firing, not on a local activity's result. The SDK can record a
+            # poll's result in one workflow task and hand it to this code in the next; replayed, the result comes
+            # a task earlier. So when the server refused a hand-over for a signal that came meanwhile and the task
+            # ran again from history, this code reached continue_as_new before that signal was applied, and the
+            # signal's count stayed behind in the old run. A timer fires in the task that records it, live and
+            # replayed, together with (and after) the signals of that task.
+            await workflow.sleep(HAND_OVER_BARRIER)
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._drain_notifications()
         workflow.logger.info("continuing as new after %d events", length)

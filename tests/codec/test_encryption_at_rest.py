@@ -104,7 +104,7 @@ async def test_raw_history_holds_no_plaintext_but_the_codec_reads_it(
                 searchable.append(payload)
         if event.HasField("marker_recorded_event_attributes"):
             marker = event.marker_recorded_event_attributes
-            if marker.marker_name == "core_patch":  # the default poll mode's patch: details are its id
+            if marker.marker_name == "core_patch":  # a patch (workflows' patched calls): details are its id
                 patches.extend(p for details in marker.details.values() for p in details.payloads)
                 continue
             assert marker.marker_name == "core_local_activity"
@@ -113,12 +113,13 @@ async def test_raw_history_holds_no_plaintext_but_the_codec_reads_it(
     assert set(search_attributes) <= NOT_SECRET_SEARCH_ATTRIBUTES
     assert search_attributes["JobState"] <= {state.value for state in JobState}
     assert search_attributes["JobApi"] == {"demo"}
-    assert search_attributes.get("TemporalChangeVersion", set()) <= {"default-poll-mode-activity"}
+    assert search_attributes.get("TemporalChangeVersion", set()) <= {"default-poll-mode-activity", "hand-over-on-timer"}
     assert all(json.loads(p.data)["activity_type"] == "poll_job" for p in bookkeeping)
     # Timer mode polls in local activities; the default (activity) mode polls inside one activity, whose input,
     # heartbeat details and result all go through the codec.
-    assert bool(bookkeeping) == (poll_mode == "timer") and bool(patches) == (poll_mode is None)
-    assert all(b"default-poll-mode" in p.data for p in patches)
+    assert bool(bookkeeping) == (poll_mode == "timer")
+    patch_ids = {json.loads(p.data)["id"] for p in patches}
+    assert patch_ids == {"hand-over-on-timer"} | ({"default-poll-mode-activity"} if poll_mode is None else set())
     unencrypted = [p for p in history_payloads(history) if p.metadata["encoding"] != ENCODING]
     assert all(p in bookkeeping or p in searchable or p in patches for p in unencrypted)
     assert len(history_payloads(history)) > len(unencrypted)

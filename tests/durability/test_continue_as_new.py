@@ -6,36 +6,52 @@ Two servers (the 20,000-poll job is in test_long_job.py):
 * a dev server of this module's own, for the hand-overs: it suggests continue-as-new after ``SUGGEST_AFTER``
   events, so a run hands over every few polls. Its rule is exact (a workflow task is suggested when its
   started event's id reaches the limit), and a poll is a local activity inside its workflow task, so a test
-  that holds a poll on the demo service (a delayed fault) knows which workflow task it is in, and can act
-  before the next one: refuse the hand-over poll (401, 429), or stop the worker once that task is done.
+  that holds a poll on the demo service (a delayed fault) knows which workflow task it is in, and can refuse
+  the hand-over poll (401, 429).
+
+A run decides to hand over after a poll, then hands over in the task of a short timer's firing (see
+``_continue_as_new_if_due``). Tests that must act inside that task hold it with ``HandOverGate``, a worker
+interceptor that blocks the live hand-over until the test lets it go.
 
 Signals around a hand-over take one of three ways: during the hand-over task, the server refuses the
 continue-as-new (unhandled command) and the task runs again with them; just after it, they reach the new run
 before its first task (``WorkflowExecutionSignaled`` right after ``WorkflowExecutionStarted``); or they reach a
 run that is paused for credentials, which hands over only once resumed.
 """
-
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Interceptor,
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 
 from demo_service import DemoService
+from longjobs import new_worker
 from tests.conftest import DEMO_TOKEN, demo_request, find_binary, start_worker, unique_id
 from tests.durability._runs import Run, runs_of, terminated_unless_done
 from workflows import SEARCH_ATTRIBUTE_KEYS, JobResult, JobState, JobStatus, LongRunningJob
+from workflows._job_workflow import HAND_OVER_BARRIER
 
 # The hand-over server suggests continue-as-new this early: a run lasts about five polls.
 SUGGEST_AFTER = 40
@@ -48,14 +64,6 @@ GUARD_SECONDS = 60  # a bound on each wait of the hand-over tests (not a timing 
 ADMIN_HEADERS = {"X-Admin-Key": "test-admin"}
 RUNNING = json.dumps({"status": "running", "progress": 50})  # a poll answer that does not end the job
 ROTATED = "rotated-token-c4a7"
-
-STREAM_REASON = (
-    "open: when the server refuses a hand-over for a signal that came meanwhile (unhandled command) and the worker "
-    "runs the task again, the SDK can reach continue_as_new before it applies that signal (after a local "
-    "activity's result), so its count is left behind in the old run (seen in about 3 of 4 storms of ~100 "
-    "callbacks; the callbacks' bodies are only hints, the next GET confirms the job)"
-)
-
 
 class CallbacksLost(AssertionError):
     """Callback signals that Temporal delivered, but the job did not count."""
@@ -192,15 +200,6 @@ async def hold_the_poll_before_a_hand_over(
     pytest.fail("no hand-over came")
 
 
-async def hold_the_hand_over_poll(client: Client, http: httpx.AsyncClient, demo: DemoService, workflow_id: str) -> str:
-    """Hold poll after poll until the held one is in a workflow task that hands over; return its run."""
-    for _ in range(100):
-        run_id, started = await hold_poll(client, http, demo, workflow_id)
-        if suggested(started.event_id):
-            return run_id
-    pytest.fail("no hand-over came")
-
-
 async def test_auth_pause_at_a_hand_over_then_resume_is_not_lost(
     can_env: WorkflowEnvironment, demo: DemoService, http: httpx.AsyncClient, task_queue: str,
     worker_environ: dict[str, str],
@@ -258,7 +257,8 @@ async def test_rate_limit_backoff_at_a_hand_over_is_carried_to_the_next_run(
     assert carried.total_error_count == 1 and carried.last_error is not None and carried.last_error.http_status == 429
     assert after.timers()[0] == 2, after.timers()
     later = [*after.timers()[1:], *(timer for run in runs[runs.index(after) + 1 :] for timer in run.timers())]
-    assert later and set(later) == {QUICK}, later
+    barrier = HAND_OVER_BARRIER.total_seconds()  # each hand-over waits on it (see _continue_as_new_if_due)
+    assert later and set(later) == {QUICK, barrier}, later
 
 
 async def test_callbacks_sent_while_the_hand_over_task_runs_are_counted(
@@ -268,19 +268,31 @@ async def test_callbacks_sent_while_the_hand_over_task_runs_are_counted(
     """Signals that arrive while a run is completing with continue-as-new: the server refuses that completion
     (unhandled command), the worker runs the task again with them, and the run hands over their count."""
     client = can_env.client
-    async with start_worker(client, http, task_queue, worker_environ):
+    gate = HandOverGate()
+    async with gated_worker(client, http, task_queue, worker_environ, gate):
         handle = await start_job(client, demo, task_queue)
         async with terminated_unless_done(handle):
-            old_run = await hold_the_hand_over_poll(client, http, demo, handle.id)
-            sent = 3
-            for n in range(sent):
-                await handle.signal(LongRunningJob.callback, {"body": {"n": n}})
+            try:
+                assert await asyncio.to_thread(gate.reached.wait, GUARD_SECONDS), "no hand-over came"
+                old_run = (await handle.describe()).run_id
+                sent = 3
+                for n in range(sent):
+                    await handle.signal(LongRunningJob.callback, {"body": {"n": n}})
+            finally:
+                gate.release.set()
             result: JobResult = await asyncio.wait_for(handle.result(), GUARD_SECONDS)
             final = await status_of(handle)
     assert result.state is JobState.SUCCEEDED
     runs = await runs_of(client, handle.id, handle.first_execution_run_id)
     [old] = [run for run in runs if run.run_id == old_run]
     assert len(old.signals("callback")) == sent and old.continued_as_new
+    refused = [
+        e for e in old.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+        and e.workflow_task_failed_event_attributes.cause
+        == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
+    ]
+    assert refused, "the server did not refuse the hand-over: this test no longer shows the task run again"
     carried = runs[runs.index(old) + 1].request.carried_status
     assert carried is not None and carried.callbacks_received == sent
     assert final.callbacks_received == sent
@@ -290,18 +302,26 @@ async def test_callbacks_that_reach_a_new_run_before_its_first_task_are_counted(
     can_env: WorkflowEnvironment, demo: DemoService, http: httpx.AsyncClient, task_queue: str,
     worker_environ: dict[str, str],
 ) -> None:
-    """A worker restarting at a hand-over: the callbacks sent meanwhile reach the new run before it has run."""
+    """A worker stopping at a hand-over: the callbacks sent meanwhile reach the new run before it has run."""
     client = can_env.client
-    first = start_worker(client, http, task_queue, worker_environ)
+    gate = HandOverGate()
+    first = gated_worker(client, http, task_queue, worker_environ, gate)
     first_running = asyncio.create_task(first.run())
     handle = await start_job(client, demo, task_queue)
     async with terminated_unless_done(handle):
         try:
-            old_run = await hold_the_hand_over_poll(client, http, demo, handle.id)
+            assert await asyncio.to_thread(gate.reached.wait, GUARD_SECONDS), "no hand-over came"
+            old_run = (await handle.describe()).run_id
+            # Stop the worker while it holds the hand-over task: it completes that task (the run continues as
+            # new) and takes no other.
+            with shutdown_begun() as begun:
+                stopping = asyncio.create_task(first.shutdown())
+                await asyncio.wait_for(begun.wait(), GUARD_SECONDS)
         finally:
-            # The worker completes the held task (the run continues as new), then takes no other.
+            gate.release.set()
             await first.shutdown()
             await first_running
+        await stopping
         new_run, events = await current_run(client, handle.id)
         assert new_run != old_run
         assert [e.event_type for e in events] == [
@@ -315,12 +335,77 @@ async def test_callbacks_that_reach_a_new_run_before_its_first_task_are_counted(
             final = await status_of(handle)
     assert result.state is JobState.SUCCEEDED
     runs = await runs_of(client, handle.id, handle.first_execution_run_id)
-    assert sum(len(run.signals("callback")) for run in runs) == sent  # all delivered, to the new run
+    [new] = [run for run in runs if run.run_id == new_run]
+    assert before_first_task(new) == sent  # all delivered to the new run, before its first task
     if final.callbacks_received != sent:
         raise CallbacksLost(f"{sent} callbacks sent, {final.callbacks_received} counted")
 
 
-@pytest.mark.xfail(strict=False, raises=CallbacksLost, reason=STREAM_REASON)
+class HandOverGate(Interceptor):
+    """Holds the first live hand-over (continue-as-new) in its workflow task until the test releases it."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor] | None:
+        gate = self
+
+        class HeldHandOver(WorkflowInboundInterceptor):
+            async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+                try:
+                    return await super().execute_workflow(input)
+                except workflow.ContinueAsNewError:
+                    if not workflow.unsafe.is_replaying() and not gate.reached.is_set():
+                        gate.reached.set()
+                        gate.release.wait(GUARD_SECONDS)
+                    raise
+
+        return HeldHandOver
+
+
+def gated_worker(
+    client: Client, http: httpx.AsyncClient, task_queue: str, environ: dict[str, str], gate: HandOverGate
+) -> Worker:
+    """A worker whose first live hand-over waits for ``gate``. No sandbox, so the gate's events are the test's
+    own objects; no deadlock detection (the SDK fails a task whose thread is busy for 2 s), so the gate may
+    hold the task as long as the test needs. Debug mode would also turn it off, but runs tasks on the event
+    loop's thread, which the gate would then block."""
+    worker = new_worker(
+        client, http, task_queue=task_queue, environ=environ, interceptors=[gate],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    workflow_worker = worker._workflow_worker  # no public option for this
+    assert workflow_worker is not None and workflow_worker._deadlock_timeout_seconds == 2
+    workflow_worker._deadlock_timeout_seconds = None
+    return worker
+
+
+@contextlib.contextmanager
+def shutdown_begun() -> Iterator[asyncio.Event]:
+    """An event set when a worker logs that its shutdown begins: the SDK stops its pollers right after that
+    line, in the same step, so once the test's next await returns, the worker takes no new task."""
+    begun = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("Beginning worker shutdown"):
+                loop.call_soon_threadsafe(begun.set)
+
+    sdk_logger = logging.getLogger("temporalio.worker._worker")
+    handler, level = Seen(), sdk_logger.level
+    sdk_logger.addHandler(handler)
+    sdk_logger.setLevel(logging.INFO)
+    try:
+        yield begun
+    finally:
+        sdk_logger.removeHandler(handler)
+        sdk_logger.setLevel(level)
+
+
 async def test_a_stream_of_callbacks_while_runs_hand_over_is_all_counted(
     can_env: WorkflowEnvironment, demo: DemoService, http: httpx.AsyncClient, task_queue: str,
     worker_environ: dict[str, str],

@@ -9,7 +9,8 @@ search attribute, so histories carry the upserts production has), the real demo 
 receiver, a small endpoint for notifications and actions, and a worker running the current workflow code.
 Then it drives one short job down each path at once, checks that each really ended the way its path says,
 and only then replaces every file in ``histories/`` with ``<path>.json`` (``<path>-run<N>.json`` for each run
-of a chain that continued as new). The second dev server suggests continue-as-new after 40 events, so the
+of a chain that continued as new). The ``histories/before-*/`` folders (recordings kept from before a patch)
+are left as they are. The second dev server suggests continue-as-new after 40 events, so the
 ``continue_as_new`` job hands over twice within a few seconds; every other path runs on the first one.
 """
 
