@@ -32,7 +32,7 @@ def run_command(main: Coroutine[Any, Any, int], *, prog: str) -> None:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         code = 130
-    except SystemExit as exc:  # a stop requested before the event loop took over signals (worker.py)
+    except SystemExit as exc:  # sys.exit() somewhere in the command: its code, still through os._exit
         code = exc.code if isinstance(exc.code, int) else 0
     except Exception:
         logging.getLogger(prog).exception("unexpected error (please report it)")
